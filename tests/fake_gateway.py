@@ -1,0 +1,670 @@
+#!/usr/bin/env python3
+"""A fake Qualys gateway on 127.0.0.1, faithful to shared/qualys_api.md, with fault switches.
+
+It serves GET /csapi/v1.3/containers/list (keyset paging on `updated`, Link headers in
+every known shape, inclusive QQL ranges, X-RateLimit headers and 429s, quirky
+Qualys-shaped data generated deterministically) and POST /auth.
+
+    python3 tests/fake_gateway.py try-it DIR     # start it and run a real export into DIR
+    python3 tests/fake_gateway.py serve --port 8080 --containers 500
+
+Tests use FakeGateway directly: set its switches, then read `requests` to see what was asked.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import random
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid as uuid_module
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+LIST_PATH = "/csapi/v1.3/containers/list"
+AUTH_PATH = "/auth"
+MAX_LIMIT = 250
+DEMO_TOKEN = "demo-token-not-a-secret"
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(os.path.dirname(HERE), "weeklycontainerreport.py")
+
+NEXT_LINK_STYLES = ("sample", "gateway", "relative", "malformed", "quoted", "multi", "uppercase")
+LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor")
+EMPTY_STYLES = ("empty-list", "null", "missing", "204")
+WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "none")
+FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403")
+
+
+def epoch_ms(day: dt.date) -> int:
+    """Midnight UTC of a day, in epoch milliseconds."""
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()) * 1000
+
+
+# --- Data -------------------------------------------------------------------------------
+
+
+def hex_digits(rng: random.Random, count: int) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(count))
+
+
+def make_core(seed: int, index: int, created_ms: int) -> dict:
+    """The cheap fields of a generated container, with the quirks the samples show."""
+    rng = random.Random(f"{seed}-{index}")
+    uuid = str(uuid_module.UUID(int=rng.getrandbits(128), version=4))
+    has_host, has_cluster = rng.random() > 0.15, rng.random() > 0.3
+    return {
+        "containerId": hex_digits(rng, 12), "sha": hex_digits(rng, 64), "uuid": uuid,
+        "name": rng.choice(["web", "api", "worker", "db", "cache", "café-frontend"]) + f"-{index}",
+        "state": rng.choice(["RUNNING", "RUNNING", "STOPPED", "DELETED"]),
+        "imageId": hex_digits(rng, 12) if rng.random() > 0.1 else None,
+        "imageSha": hex_digits(rng, 64), "imageUuid": str(uuid_module.UUID(int=rng.getrandbits(128), version=4)),
+        "customerUuid": "00000000-0000-4000-8000-000000000001",
+        "privileged": rng.random() > 0.8, "isRoot": rng.random() > 0.5, "isVulnPropagated": rng.random() > 0.5,
+        "source": "GENERAL", "sensorUuid": str(uuid_module.UUID(int=rng.getrandbits(128), version=4)),
+        "riskScore": rng.randint(0, 1000) if rng.random() > 0.2 else None,
+        "qdsSeverity": rng.choice(["LOW", "MEDIUM", "HIGH", "CRITICAL", None]),
+        "maxQdsScore": rng.randint(0, 100), "ipv4": f"10.0.{index % 250}.{rng.randint(1, 254)}",
+        "ipv6": None,
+        "environment": [f"PATH=/usr/bin:/bin", f"INDEX={index}"] if rng.random() > 0.3 else None,
+        "command": rng.choice(["null", "/bin/sh -c 'run'", "nginx", "-c"]),
+        "arguments": ["-g", "daemon off;"] if rng.random() > 0.5 else None,
+        "label": [{"key": "app", "value": "demo"}, {"key": "tier", "value": str(index % 3)}]
+        if rng.random() > 0.4 else None,
+        "users": ["root"] if rng.random() > 0.5 else None,
+        "hostArchitecture": ["x86_64"] if rng.random() > 0.2 else None,
+        "created": str(created_ms),
+        "stateChanged": str(created_ms + rng.randint(0, 3600_000)),
+        "lastScanned": str(created_ms + rng.randint(0, 7200_000)),
+        "host": {
+            "sensorUuid": hex_digits(rng, 8), "hostname": f"node-{index % 7}.example.test",
+            "ipAddress": f"192.0.2.{index % 250}", "ipV6Address": None, "uuid": hex_digits(rng, 8),
+            "lastUpdated": "2025-09-01T08:15:00.000+0000",
+        } if has_host else None,
+        "cluster": {
+            "type": "K8S", "name": f"cluster-{index % 3}", "uid": hex_digits(rng, 8), "version": "1.29",
+            "k8s": {"project": None, "pod": {
+                "name": f"pod-{index}", "namespace": rng.choice(["default", "prod", None]),
+                "uuid": hex_digits(rng, 8),
+                "controller": [{"name": f"deploy-{index % 5}", "type": "Deployment"}] if rng.random() > 0.3 else [],
+            }},
+        } if has_cluster else None,
+    }
+
+
+def make_vulnerabilities(seed: int, index: int, created_ms: int, vulns: int, software: int) -> list:
+    """A container's vulnerability list; some fields missing, some null, as real exports are."""
+    rng = random.Random(f"{seed}-{index}-vulns")
+    result = []
+    for number in range(rng.randint(0, vulns) if vulns else 0):
+        vuln = {"qid": 100000 + rng.randint(0, 99999), "result": f"package {number} is outdated"}
+        if rng.random() > 0.2:
+            vuln["firstFound"] = str(created_ms + rng.randint(0, 86400_000))
+            vuln["lastFound"] = str(created_ms + rng.randint(86400_000, 2 * 86400_000))
+        if rng.random() > 0.2:
+            vuln["typeDetected"] = rng.choice(["CONFIRMED", "POTENTIAL"])
+        if rng.random() > 0.2:
+            vuln["scanType"] = rng.sample(["DYNAMIC", "STATIC", "SCA"], rng.randint(1, 2))
+        vuln["software"] = [{
+            "name": f"lib{number}-{entry}", "version": f"1.{entry}.{rng.randint(0, 9)}",
+            "fixVersion": f"1.{entry + 1}.0" if rng.random() > 0.3 else None,
+            "packagePath": f"/usr/lib/lib{number}-{entry}.so" if rng.random() > 0.5 else None,
+            "scanType": ["SCA"],
+        } for entry in range(software)]
+        result.append(vuln)
+    return result
+
+
+@dataclasses.dataclass
+class Record:
+    """One container in the fake's store; generated ones build their vulnerabilities on demand."""
+
+    uuid: str
+    created_ms: int
+    updated_ms: int
+    core: dict
+    index: int = -1  # >= 0 for generated containers
+    vulnerabilities: object = None  # a list for hand-made containers
+
+
+# --- QQL --------------------------------------------------------------------------------
+
+QQL_TOKEN = re.compile(
+    r"\s*(?:(?P<range>[\w.]+):\[\s*(?P<low>\d+)\s*\.\.\.\s*(?P<high>\d+)\s*\])"
+    r"|\s*(?:(?P<field>[\w.]+):(?:`(?P<quoted>[^`]*)`|(?P<bare>[^\s()`]+)))"
+    r"|\s*(?P<word>\(|\)|(?i:and|or|not)\b)"
+)
+
+
+class BadQuery(Exception):
+    pass
+
+
+def lookup(container: dict, path: str):
+    value = container
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def parse_qql(text: str):
+    """Parse QQL into a predicate on a (record, container) pair; and binds tighter than or."""
+    tokens, position = [], 0
+    while position < len(text.rstrip()):
+        match = QQL_TOKEN.match(text, position)
+        if not match:
+            raise BadQuery(f"cannot read the filter at {text[position:position + 20]!r}")
+        tokens.append(match)
+        position = match.end()
+    predicate, rest = parse_or(tokens)
+    if rest:
+        raise BadQuery("unbalanced filter")
+    return predicate
+
+
+def parse_or(tokens):
+    left, tokens = parse_and(tokens)
+    while tokens and (tokens[0]["word"] or "").lower() == "or":
+        right, tokens = parse_and(tokens[1:])
+        left = (lambda a, b: lambda item: a(item) or b(item))(left, right)
+    return left, tokens
+
+
+def parse_and(tokens):
+    left, tokens = parse_atom(tokens)
+    while tokens and (tokens[0]["word"] or "").lower() == "and":
+        right, tokens = parse_atom(tokens[1:])
+        left = (lambda a, b: lambda item: a(item) and b(item))(left, right)
+    return left, tokens
+
+
+def parse_atom(tokens):
+    if not tokens:
+        raise BadQuery("the filter ends too soon")
+    token, rest = tokens[0], tokens[1:]
+    word = (token["word"] or "").lower()
+    if word == "(":
+        inner, rest = parse_or(rest)
+        if not rest or rest[0]["word"] != ")":
+            raise BadQuery("missing )")
+        return inner, rest[1:]
+    if word == "not":
+        inner, rest = parse_atom(rest)
+        return (lambda item: not inner(item)), rest
+    if token["range"]:
+        field, low, high = token["range"], int(token["low"]), int(token["high"])
+        return (lambda item: _in_range(item, field, low, high)), rest
+    if token["field"]:
+        field, wanted = token["field"], (token["quoted"] if token["quoted"] is not None else token["bare"])
+        return (lambda item: str(lookup(item[1], field)).lower() == wanted.lower()), rest
+    raise BadQuery(f"unexpected {token.group(0).strip()!r}")
+
+
+def _in_range(item, field, low, high):
+    record, container = item
+    value = {"created": record.created_ms, "updated": record.updated_ms}.get(field)
+    if value is None:
+        try:
+            value = int(lookup(container, field))
+        except (TypeError, ValueError):
+            return False
+    return low <= value <= high  # QQL ranges include both ends
+
+
+CURSOR = re.compile(r"updated>=(?P<updated>\d+)(?: AND not uuid: \[(?P<uuids>[^\]]*)\])?\Z")
+
+
+# --- The gateway ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Fault:
+    """A misbehaviour served instead of (or around) a normal answer to matching list calls."""
+
+    kind: str
+    times: int = 1  # -1: forever
+    status: int = 503
+    seconds: float = 0.0  # for "slow" and for the 429 wait
+    week_start_ms: object = None  # only calls whose created range starts here
+    with_cursor: object = None  # True: only next-page calls; False: only first pages
+
+
+class FakeGateway:
+    """The fake gateway: a store of containers, switches, and a log of the calls it got."""
+
+    def __init__(self, seed: int = 7, vulns_per_container: int = 4, software_per_vuln: int = 2):
+        self.seed = seed
+        self.vulns_per_container = vulns_per_container
+        self.software_per_vuln = software_per_vuln
+        self.lock = threading.RLock()
+        self.records = []
+        self.valid_tokens = {DEMO_TOKEN}
+        self.expired_tokens = set()
+        self.forbidden_tokens = set()
+        self.credentials = {}
+        self.issued = 0
+        # switches
+        self.next_link_style = "sample"
+        self.last_page_style = "absent"
+        self.empty_style = "empty-list"
+        self.single_object_data = False
+        self.repeat_cursor = False
+        self.rate_limit = (1200, 10.0)  # (calls, window seconds); None sends no headers
+        self.enforce_rate_limit = True
+        self.wait_header = "towait"
+        self.latency_seconds = 0.0
+        self.faults = []
+        self.touch_uuids = set()  # served once, then `updated` moves on so paging serves them again
+        # what happened
+        self.calls = []
+        self.logins = 0
+        self.rate_limited = 0
+        self._call_times = []
+        self._server = None
+
+    # -- the store ------------------------------------------------------------------
+
+    def generate(self, count: int, first_day: dt.date, end_day: dt.date) -> None:
+        """Add `count` containers created evenly over [first_day, end_day), deterministically."""
+        start_ms, end_ms = epoch_ms(first_day), epoch_ms(end_day)
+        span = end_ms - start_ms
+        with self.lock:
+            base = len(self.records)
+            for offset in range(count):
+                index = base + offset
+                created = start_ms + span * offset // count + random.Random(index).randint(0, 999)
+                created = min(created, end_ms - 1)
+                core = make_core(self.seed, index, created)
+                updated = created + random.Random(f"u{index}").randint(0, 5) * 1000  # ties on purpose
+                self.records.append(Record(core["uuid"], created, updated, core, index=index))
+
+    def add_container(self, created_ms: int, updated_ms: int = None, vulnerabilities=None, **fields) -> dict:
+        """Add a hand-made container; any field may be given, the rest are plain defaults."""
+        index = len(self.records)
+        core = {"uuid": fields.pop("uuid", f"hand-{index:04d}-0000-4000-8000-000000000000"),
+                "containerId": f"{index:012x}", "name": f"hand-{index}", "state": "RUNNING",
+                "created": str(created_ms)}
+        core.update(fields)
+        record = Record(core["uuid"], created_ms, updated_ms if updated_ms is not None else created_ms, core,
+                        vulnerabilities=vulnerabilities if vulnerabilities is not None else [])
+        with self.lock:
+            self.records.append(record)
+        return core
+
+    def container_json(self, record: Record) -> dict:
+        container = dict(record.core)
+        container["updated"] = str(record.updated_ms)
+        if record.index >= 0:
+            container["vulnerabilities"] = make_vulnerabilities(
+                self.seed, record.index, record.created_ms, self.vulns_per_container, self.software_per_vuln)
+        else:
+            container["vulnerabilities"] = record.vulnerabilities
+        return container
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def issue_token(self) -> str:
+        with self.lock:
+            self.issued += 1
+            token = f"fake-jwt-{self.issued:04d}-{self.seed}"
+            self.valid_tokens.add(token)
+            return token
+
+    def expire(self, token: str) -> None:
+        with self.lock:
+            self.valid_tokens.discard(token)
+            self.expired_tokens.add(token)
+
+    def list_calls(self) -> list:
+        return [call for call in self.calls if call["path"] == LIST_PATH]
+
+    # -- serving --------------------------------------------------------------------
+
+    def start(self) -> "FakeGateway":
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.gateway = self
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def handle_auth(self, handler, body: bytes) -> None:
+        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
+        self.calls.append({"method": "POST", "path": AUTH_PATH, "params": {}, "token": None})
+        with self.lock:
+            self.logins += 1
+            ok = (form.get("token") == "true" and form.get("username") in self.credentials
+                  and self.credentials[form["username"]] == form.get("password"))
+        if not ok:
+            send_json(handler, 401, {"authentication_exceptions": [[
+                "Authentication Failure: com.qualys.InvalidCredentialsException"]]})
+            return
+        send(handler, 201, self.issue_token().encode(), {"Content-Type": "text/plain"})
+
+    def handle_list(self, handler, params: dict, token) -> None:
+        self.calls.append({"method": "GET", "path": LIST_PATH, "params": params, "token": token})
+        query = params.get("filter", [""])[0]
+        cursor = params.get("paginationQuery", [None])[0]
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
+        refusal = self.refusal(token)
+        if refusal:
+            send_json(handler, *refusal)
+            return
+        fault = self.take_fault(query, cursor)
+        if fault and self.serve_fault(handler, fault, token):
+            return
+        limit_headers = self.count_call()
+        if limit_headers is None:
+            return self.send_429(handler)
+        try:
+            limit = int(params.get("limit", ["50"])[0])
+            predicate = parse_qql(query) if query.strip() else (lambda item: True)
+            if not 1 <= limit <= MAX_LIMIT:
+                raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+            page, next_query = self.page(predicate, cursor, limit)
+        except BadQuery as exc:
+            send_json(handler, 400, {"errorCode": "400 BAD_REQUEST", "message": str(exc)}, limit_headers)
+            return
+        self.send_page(handler, page, next_query, params, limit, limit_headers, fault)
+
+    def refusal(self, token):
+        """The 401/403 answer for a token, or None when it is good."""
+        if token in self.valid_tokens:
+            return None
+        if token in self.expired_tokens:
+            return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired"}
+        if token in self.forbidden_tokens:
+            return 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied for this module",
+                         "timestamp": int(time.time() * 1000)}
+        return 401, {"status": 401, "error": "Unauthorized", "message": "Not authenticated"}
+
+    def take_fault(self, query: str, cursor):
+        match = re.match(r"created:\[(\d+) \.\.\.", query)
+        week_start = int(match.group(1)) if match else None
+        with self.lock:
+            for fault in self.faults:
+                if fault.times == 0:
+                    continue
+                if fault.week_start_ms is not None and fault.week_start_ms != week_start:
+                    continue
+                if fault.with_cursor is not None and fault.with_cursor != bool(cursor):
+                    continue
+                if fault.times > 0:
+                    fault.times -= 1
+                return fault
+        return None
+
+    def serve_fault(self, handler, fault: Fault, token) -> bool:
+        """Misbehave as the fault says; True when the answer has been given."""
+        if fault.kind == "status":
+            send(handler, fault.status, b"<html><body>Bad gateway</body></html>", {"Content-Type": "text/html"})
+        elif fault.kind == "reset":
+            handler.close_connection = True
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
+        elif fault.kind == "html":
+            send(handler, 200, b"<html><body>Proxy login required</body></html>", {"Content-Type": "text/html"})
+        elif fault.kind == "badjson":
+            send(handler, 200, b'{"data": [{"uuid": "x",', {"Content-Type": "application/json"})
+        elif fault.kind == "429":
+            self.rate_limited += 1
+            send_json(handler, 429, {"message": "Too many requests"}, self.wait_headers(fault.seconds))
+        elif fault.kind in ("expire", "401"):
+            if fault.kind == "expire":
+                self.expire(token)
+            send_json(handler, 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired"})
+        elif fault.kind == "403":
+            send_json(handler, 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied", "timestamp": 0})
+        elif fault.kind == "slow":
+            time.sleep(fault.seconds)
+            return False
+        else:
+            return False  # "truncate" cuts the normal answer short
+        return True
+
+    def count_call(self):
+        """Count a call against the rate limit; return its headers, or None when over it."""
+        if self.rate_limit is None:
+            return {}
+        calls, window = self.rate_limit
+        now = time.monotonic()
+        with self.lock:
+            self._call_times = [stamp for stamp in self._call_times if now - stamp < window]
+            if self.enforce_rate_limit and len(self._call_times) >= calls:
+                self.rate_limited += 1
+                return None
+            self._call_times.append(now)
+            remaining = calls - len(self._call_times)
+        return {"X-RateLimit-Limit": str(calls), "X-RateLimit-Window-Sec": str(int(window) if window >= 1 else window),
+                "X-RateLimit-Remaining": str(max(remaining, 0))}
+
+    def wait_headers(self, seconds: float) -> dict:
+        headers = {}
+        if self.rate_limit:
+            headers = {"X-RateLimit-Limit": str(self.rate_limit[0]),
+                       "X-RateLimit-Window-Sec": str(self.rate_limit[1]), "X-RateLimit-Remaining": "0"}
+        if self.wait_header == "towait":
+            headers["X-RateLimit-ToWait-Sec"] = f"{seconds:g}"
+        elif self.wait_header == "retry-after":
+            headers["Retry-After"] = f"{seconds:g}"
+        elif self.wait_header == "retry-after-date":
+            when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+            headers["Retry-After"] = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        return headers
+
+    def send_429(self, handler) -> None:
+        calls, window = self.rate_limit
+        with self.lock:
+            oldest = min(self._call_times) if self._call_times else time.monotonic()
+        wait = max(0.0, window - (time.monotonic() - oldest))
+        send_json(handler, 429, {"message": "Too many requests"}, self.wait_headers(round(wait, 3)))
+
+    def page(self, predicate, cursor, limit: int):
+        """Serve one keyset page: updated ascending, ties excluded by uuid; return (page, next cursor)."""
+        after, excluded = -1, set()
+        if cursor:
+            match = CURSOR.match(cursor)
+            if not match:
+                raise BadQuery("bad paginationQuery")
+            after = int(match["updated"])
+            excluded = {uuid.strip() for uuid in (match["uuids"] or "").split(",") if uuid.strip()}
+        with self.lock:
+            matching = [record for record in self.records if predicate((record, record.core))]
+            matching.sort(key=lambda record: (record.updated_ms, record.uuid))
+            eligible = [record for record in matching
+                        if record.updated_ms > after or (record.updated_ms == after and record.uuid not in excluded)]
+            page = eligible[:limit]
+            bodies = [(record, self.container_json(record)) for record in page]
+            for record in page:
+                if record.uuid in self.touch_uuids:
+                    self.touch_uuids.discard(record.uuid)
+                    record.updated_ms = max(other.updated_ms for other in self.records) + 1000
+        if len(page) < limit:
+            return bodies, None
+        last = page[-1].updated_ms
+        ties = {record.uuid for record in page if record.updated_ms == last}
+        if last == after:
+            ties |= excluded
+        next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
+        return bodies, next_query
+
+    def send_page(self, handler, page, next_query, params, limit, limit_headers, fault) -> None:
+        headers = dict(limit_headers)
+        if next_query is not None and self.repeat_cursor and params.get("paginationQuery"):
+            next_query = params["paginationQuery"][0]
+        link = self.next_link(next_query, params, limit) if next_query else self.last_link(params, limit)
+        if link is not None:
+            headers["link" if self.next_link_style != "uppercase" else "LINK"] = link
+        containers = [body for _, body in page]
+        if not containers:
+            if self.empty_style == "204":
+                send(handler, 204, b"", headers)
+                return
+            body = {"empty-list": {"data": []}, "null": {"data": None}, "missing": {}}[self.empty_style]
+        elif len(containers) == 1 and self.single_object_data:
+            body = {"data": containers[0], "count": 1}
+        else:
+            body = {"count": len(containers), "data": containers}
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+        send(handler, 200, payload, headers, truncate=bool(fault and fault.kind == "truncate"))
+
+    def next_link(self, next_query: str, params: dict, limit: int) -> str:
+        cursor = urlencode({"paginationQuery": next_query})
+        style = self.next_link_style
+        if style == "gateway":
+            query = urlencode({"filter": params.get("filter", [""])[0], "limit": limit}) + "&" + cursor
+            return f"<{self.url}{LIST_PATH}?{query}>; rel=\"next\""
+        if style == "relative":
+            return f"<{LIST_PATH}?limit={limit}&{cursor}>;rel=next"
+        if style == "malformed":  # Qualys's own doc sample has a stray '<' before ';'
+            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}<;rel=next"
+        if style == "multi":
+            return (f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>; rel=\"prev\", "
+                    f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>; rel=\"next\"")
+        if style == "quoted":
+            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>; rel=\"next\""
+        return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>;rel=next"  # sample, uppercase
+
+    def last_link(self, params: dict, limit: int):
+        style = self.last_page_style
+        if style == "empty":
+            return ""
+        if style == "null":
+            return "null"
+        if style == "no-next":
+            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>;rel=prev"
+        if style == "no-cursor":
+            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>;rel=next"
+        return None
+
+
+def send(handler, status: int, body: bytes, headers: dict, truncate: bool = False) -> None:
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if truncate:
+        handler.wfile.write(body[: len(body) // 2])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        return
+    handler.wfile.write(body)
+
+
+def send_json(handler, status: int, body, headers=None) -> None:
+    send(handler, status, json.dumps(body).encode(), dict(headers or {}, **{"Content-Type": "application/json"}))
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        if parts.path != LIST_PATH:
+            send_json(self, 404, {"message": "not found"})
+            return
+        self.server.gateway.handle_list(self, parse_qs(parts.query, keep_blank_values=True), token)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if urlsplit(self.path).path != AUTH_PATH:
+            send_json(self, 404, {"message": "not found"})
+            return
+        self.server.gateway.handle_auth(self, body)
+
+
+# --- Command line: serve, and the try-it demo ---------------------------------------------
+
+
+def demo_gateway(args) -> FakeGateway:
+    gateway = FakeGateway(seed=args.seed, vulns_per_container=args.vulns, software_per_vuln=args.software)
+    first_day = dt.date.fromisoformat(args.first_day)
+    gateway.generate(args.containers, first_day, first_day + dt.timedelta(days=7 * args.weeks))
+    gateway.latency_seconds = args.latency
+    if args.rate_limit:
+        calls, window = args.rate_limit.split("/")
+        gateway.rate_limit = (int(calls), float(window))
+    return gateway
+
+
+def try_it(args) -> int:
+    """Start the fake gateway and run a real export of its weeks into args.folder."""
+    gateway = demo_gateway(args).start()
+    first_day = dt.date.fromisoformat(args.first_day)
+    end_day = first_day + dt.timedelta(days=7 * args.weeks)
+    command = [sys.executable, SCRIPT, gateway.url, "--start_date", first_day.isoformat(),
+               "--end_date", end_day.isoformat(), "--output_dir", args.folder]
+    print("Fake gateway at", gateway.url, "- running:", " ".join(command[1:]), flush=True)
+    env = dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN)
+    code = subprocess.call(command, env=env)
+    gateway.stop()
+    for folder in ("weekly_reports", "weekly_csv_reports"):
+        path = os.path.join(args.folder, folder)
+        names = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        print(f"{path}/: {len(names)} files", *(f"  {name}" for name in names[:10]), sep="\n")
+    return code
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("serve", "try-it"))
+    parser.add_argument("folder", nargs="?", default="try-it-output", help="output folder for try-it")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--containers", type=int, default=400)
+    parser.add_argument("--first_day", default="2025-09-01")
+    parser.add_argument("--weeks", type=int, default=8)
+    parser.add_argument("--vulns", type=int, default=4, help="most vulnerabilities per container")
+    parser.add_argument("--software", type=int, default=2, help="software entries per vulnerability")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each list answer")
+    parser.add_argument("--rate_limit", default="", help="CALLS/SECONDS, e.g. 120/60")
+    args = parser.parse_args(argv)
+    if args.command == "try-it":
+        return try_it(args)
+    gateway = demo_gateway(args)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.gateway = gateway
+    gateway._server = server
+    print(f"URL {gateway.url} TOKEN {DEMO_TOKEN}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
