@@ -265,6 +265,7 @@ class FakeGateway:
         self.touch_uuids = set()  # served once, then `updated` moves on so paging serves them again
         # what happened
         self.calls = []
+        self.served = []  # uuids, in the order pages carried them
         self.logins = 0
         self.rate_limited = 0
         self._call_times = []
@@ -332,7 +333,7 @@ class FakeGateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.gateway = self
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -498,6 +499,7 @@ class FakeGateway:
                         if record.updated_ms > after or (record.updated_ms == after and record.uuid not in excluded)]
             page = eligible[:limit]
             bodies = [(record, self.container_json(record)) for record in page]
+            self.served.extend(record.uuid for record in page)
             for record in page:
                 if record.uuid in self.touch_uuids:
                     self.touch_uuids.discard(record.uuid)
