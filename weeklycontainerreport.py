@@ -405,6 +405,7 @@ class Pacer:
         self._lock = threading.Lock()
         self._interval_seconds = 0.0
         self._next_slot = 0.0
+        self._last_slot = 0.0
         self._probe_sent = False
         self._learned = threading.Event()
 
@@ -418,6 +419,7 @@ class Pacer:
         with self._lock:
             now = self._clock.monotonic()
             slot = max(now, self._next_slot)
+            self._last_slot = slot
             self._next_slot = slot + self._interval_seconds
         delay = slot - now
         if delay > 0:
@@ -432,6 +434,7 @@ class Pacer:
         with self._lock:
             if limit and window and limit > 0 and window > 0:
                 self._interval_seconds = window / limit * self.MARGIN
+                self._next_slot = max(self._next_slot, self._last_slot + self._interval_seconds)
             if remaining is not None and remaining <= 0:
                 self._next_slot = max(self._next_slot, self._clock.monotonic() + self._interval_seconds)
         self._learned.set()
