@@ -29,9 +29,9 @@ import queue
 import random
 import re
 import sys
-import tempfile
 import threading
 import time
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 try:  # flock on POSIX; msvcrt on Windows; the script still starts without either
@@ -81,6 +81,9 @@ TEMP_DIR = "temp_reports"
 LOGS_DIR = "logs"
 LOCK_NAME = ".lock"
 TEMP_SUFFIX = ".tmp"
+# Files and folders follow the user's umask, but are never writable by everyone.
+FILE_MODE = 0o664
+FOLDER_MODE = 0o775
 
 CSV_COLUMNS = (
     # Container identity & status
@@ -280,7 +283,7 @@ class Layout:
 
     def create(self) -> None:
         for folder in (self.reports, self.csvs, self.temp, self.logs):
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, mode=FOLDER_MODE, exist_ok=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -853,6 +856,12 @@ def fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
+def open_new(path: str, mode: str, **options):
+    """Open a file for writing with FILE_MODE under the umask (mkstemp would force 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_EXCL)
+    return open(os.open(path, flags, FILE_MODE), mode, **options)
+
+
 def remove_quietly(path: str) -> None:
     """Delete a file if it is there."""
     try:
@@ -865,10 +874,10 @@ class StagedFile:
     """A file written in temp_reports/ and moved into place whole, or never."""
 
     def __init__(self, temp_folder: str, final_path: str, encoding: str):
-        prefix = os.path.basename(final_path) + "."
-        descriptor, self.temp_path = tempfile.mkstemp(dir=temp_folder, prefix=prefix, suffix=TEMP_SUFFIX)
+        name = f"{os.path.basename(final_path)}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
+        self.temp_path = os.path.join(temp_folder, name)
         self.final_path = final_path
-        self.stream = open(descriptor, "w", encoding=encoding, newline="")
+        self.stream = open_new(self.temp_path, "w", encoding=encoding, newline="")
 
     def publish(self) -> None:
         self.stream.flush()
@@ -910,12 +919,12 @@ class WeekWriter:
     def add(self, containers) -> None:
         """Write a page's containers, skipping uuids this week already has."""
         for container in containers:
-            uuid = container.get("uuid") if isinstance(container, dict) else None
-            if uuid is not None:
-                if uuid in self.seen_uuids:
+            container_uuid = container.get("uuid") if isinstance(container, dict) else None
+            if container_uuid is not None:
+                if container_uuid in self.seen_uuids:
                     self.duplicates += 1
                     continue
-                self.seen_uuids.add(uuid)
+                self.seen_uuids.add(container_uuid)
             self._json.stream.write(",\n" if self.containers else "[\n")
             self._json.stream.write(json.dumps(container, separators=(",", ":")))
             self.containers += 1
@@ -1094,7 +1103,7 @@ class Progress:
 @contextlib.contextmanager
 def folder_lock(layout: Layout):
     """Hold the output folder's lock for a run; the OS drops it if the process dies."""
-    handle = open(os.path.join(layout.temp, LOCK_NAME), "a+")
+    handle = open_new(os.path.join(layout.temp, LOCK_NAME), "a")
     try:
         try:
             if fcntl is not None:
@@ -1519,6 +1528,16 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class LogFileHandler(logging.StreamHandler):
+    """Writes the run's log file, and closes it with the handler."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
 class ProgressHandler(logging.Handler):
     """Writes log lines to the screen above the live status line."""
 
@@ -1536,9 +1555,10 @@ class ProgressHandler(logging.Handler):
 def configure_logging(settings: Settings, progress: Progress, secrets: SecretFilter, clock) -> list:
     """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
     logs_folder = Layout(settings.output_dir).logs
-    os.makedirs(logs_folder, exist_ok=True)
+    os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
-    file_handler = logging.FileHandler(os.path.join(logs_folder, f"weekly_report_{stamp}.log"), encoding="utf-8")
+    file_handler = LogFileHandler(
+        open_new(os.path.join(logs_folder, f"weekly_report_{stamp}.log"), "a", encoding="utf-8"))
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     screen_handler = ProgressHandler(progress)
     screen_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))

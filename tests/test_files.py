@@ -113,3 +113,18 @@ def test_output_dir_puts_every_folder_there_and_nothing_in_the_current_folder(ru
     assert run(*week_range("2025-09-01", "2025-09-08"), "--output_dir", str(workdir / "out" / "reports")) == 0
     assert files(workdir) == ["out"]
     assert files(workdir / "out" / "reports") == ["logs", "temp_reports", "weekly_csv_reports", "weekly_reports"]
+
+
+def test_files_follow_the_umask_and_are_never_world_writable(run, gateway, workdir):
+    fill(gateway, 20, end=dt.date(2025, 9, 8))
+    for umask, file_mode, folder_mode in ((0o077, 0o600, 0o700), (0o000, 0o664, 0o775)):
+        previous = os.umask(umask)
+        try:
+            assert run(*week_range("2025-09-01", "2025-09-08"), "--output_dir", f"out{umask:o}") == 0
+        finally:
+            os.umask(previous)
+        for path, folders, names in os.walk(workdir / f"out{umask:o}"):
+            for name in names:
+                assert os.stat(os.path.join(path, name)).st_mode & 0o777 == file_mode, name
+            for name in folders:
+                assert os.stat(os.path.join(path, name)).st_mode & 0o777 == folder_mode, name
