@@ -1345,7 +1345,7 @@ examples:
       --optional_filter "state:RUNNING and imageId:d1a50f311f32" \\
       --csv_columns "containerId,uuid,name,state,vuln_qid,vuln_software_names"
 
-  # cron: credentials from a file readable only by you, output in a fixed folder
+  # cron: a fixed output folder; QUALYS_USERNAME/QUALYS_PASSWORD from a private file (see README)
   python3 %(prog)s https://gateway.qg2.apps.qualys.com --output_dir /var/lib/qualys-weekly
 
   # see what would be fetched, or rewrite every CSV with other columns (no API call)
