@@ -31,6 +31,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -406,19 +407,12 @@ class Pacer:
     def __init__(self, clock):
         self._clock = clock
         self._lock = threading.Lock()
-        self._interval_seconds = 0.0
+        self._interval_seconds = 0.0  # unknown until the first answer: at most --workers calls go unpaced
         self._next_slot = 0.0
         self._last_slot = 0.0
-        self._probe_sent = False
-        self._learned = threading.Event()
 
     def wait_turn(self) -> float:
         """Block until this caller may send; return the seconds waited."""
-        with self._lock:
-            first = not self._probe_sent
-            self._probe_sent = True
-        if not first:  # until the first answer tells the limit, only one call is out
-            self._learned.wait(timeout=60)
         with self._lock:
             now = self._clock.monotonic()
             slot = max(now, self._next_slot)
@@ -440,7 +434,6 @@ class Pacer:
                 self._next_slot = max(self._next_slot, self._last_slot + self._interval_seconds)
             if remaining is not None and remaining <= 0:
                 self._next_slot = max(self._next_slot, self._clock.monotonic() + self._interval_seconds)
-        self._learned.set()
 
     def hold(self, seconds: float) -> None:
         """Keep every worker from sending for the given seconds (after a 429)."""
@@ -792,8 +785,13 @@ def software_field(field: str):
             software = [software]
         if not isinstance(software, list):
             return None
-        return LIST_SEPARATOR.join(
-            format_value(entry.get(field) if isinstance(entry, dict) else None) for entry in software)
+        values = [entry.get(field) if type(entry) is dict else None for entry in software]
+        try:  # the hot path: every value is already a string
+            if "null" not in values:
+                return LIST_SEPARATOR.join(values)
+        except TypeError:
+            pass
+        return LIST_SEPARATOR.join(format_value(value) for value in values)
     return getter
 
 
@@ -1519,12 +1517,12 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record) -> bool:
         message = record.getMessage()
+        if record.exc_info:  # a bug's traceback goes through the same redaction
+            message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            record.exc_info = None
         for secret in self.secrets:
             message = message.replace(secret, "***")
         record.msg, record.args = message, None
-        if record.exc_info:  # a traceback could quote a secret: keep only the exception's name
-            record.msg += f" [{record.exc_info[0].__name__}]"
-            record.exc_info = None
         return True
 
 

@@ -171,18 +171,19 @@ def parse_qql(text: str):
 
 
 def parse_or(tokens):
-    left, tokens = parse_and(tokens)
-    while tokens and (tokens[0]["word"] or "").lower() == "or":
-        right, tokens = parse_and(tokens[1:])
-        left = (lambda a, b: lambda item: a(item) or b(item))(left, right)
-    return left, tokens
+    return parse_chain(tokens, "or", parse_and, lambda a, b: lambda item: a(item) or b(item))
 
 
 def parse_and(tokens):
-    left, tokens = parse_atom(tokens)
-    while tokens and (tokens[0]["word"] or "").lower() == "and":
-        right, tokens = parse_atom(tokens[1:])
-        left = (lambda a, b: lambda item: a(item) and b(item))(left, right)
+    return parse_chain(tokens, "and", parse_atom, lambda a, b: lambda item: a(item) and b(item))
+
+
+def parse_chain(tokens, word: str, parse_operand, combine):
+    """Parse operands joined by one operator word, left to right."""
+    left, tokens = parse_operand(tokens)
+    while tokens and (tokens[0]["word"] or "").lower() == word:
+        right, tokens = parse_operand(tokens[1:])
+        left = combine(left, right)
     return left, tokens
 
 

@@ -14,6 +14,15 @@ def fill(gateway):
     gateway.generate(800, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
 
 
+def give_login(gateway, monkeypatch, password, typed=None, keep_token=False):
+    """Give the gateway an account, and the environment its credentials (or a typo of them)."""
+    gateway.credentials = {"alice": password}
+    if not keep_token:
+        monkeypatch.delenv("QUALYS_TOKEN")
+    monkeypatch.setenv("QUALYS_USERNAME", "alice")
+    monkeypatch.setenv("QUALYS_PASSWORD", typed or password)
+
+
 def tokens_used(gateway):
     return [call["token"] for call in gateway.list_calls()]
 
@@ -54,10 +63,7 @@ def test_a_403_on_every_token_exits_3_with_the_gateway_message(run, gateway, wor
 
 def test_credentials_log_in_when_no_token_is_set(run, gateway, workdir, monkeypatch):
     fill(gateway)
-    gateway.credentials = {"alice": "correct horse"}
-    monkeypatch.delenv("QUALYS_TOKEN")
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", "correct horse")
+    give_login(gateway, monkeypatch, "correct horse")
     assert run(*WEEKS) == 0
     assert gateway.logins == 1
     assert len(files(workdir / "weekly_reports")) == 2
@@ -65,10 +71,7 @@ def test_credentials_log_in_when_no_token_is_set(run, gateway, workdir, monkeypa
 
 def test_a_wrong_password_exits_3_with_a_clear_message(run, gateway, workdir, monkeypatch, capsys):
     fill(gateway)
-    gateway.credentials = {"alice": "correct horse"}
-    monkeypatch.delenv("QUALYS_TOKEN")
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", "wrong")
+    give_login(gateway, monkeypatch, "correct horse", typed="wrong")
     assert run(*WEEKS) == 3
     err = capsys.readouterr().err
     assert "login failed: HTTP 401" in err and "QUALYS_PASSWORD" in err and "Traceback" not in err
@@ -77,9 +80,7 @@ def test_a_wrong_password_exits_3_with_a_clear_message(run, gateway, workdir, mo
 
 def test_a_token_expiring_mid_week_logs_in_again_and_loses_nothing(run, gateway, workdir, monkeypatch):
     fill(gateway)
-    gateway.credentials = {"alice": "pw"}
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", "pw")
+    give_login(gateway, monkeypatch, "pw", keep_token=True)
     gateway.faults = [Fault("expire", with_cursor=True)]
     assert run(*WEEKS) == 0
     assert gateway.logins == 1
@@ -90,10 +91,7 @@ def test_a_token_expiring_mid_week_logs_in_again_and_loses_nothing(run, gateway,
 
 def test_a_login_token_that_expires_is_renewed_by_another_login(run, gateway, workdir, monkeypatch):
     fill(gateway)
-    gateway.credentials = {"alice": "pw"}
-    monkeypatch.delenv("QUALYS_TOKEN")
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", "pw")
+    give_login(gateway, monkeypatch, "pw")
     gateway.faults = [Fault("expire", with_cursor=True, week_start_ms=ms(2025, 9, 1)),
                       Fault("expire", with_cursor=True, week_start_ms=ms(2025, 9, 8))]
     assert run(*WEEKS, "--workers", "1") == 0
@@ -112,9 +110,7 @@ def test_a_token_expiring_mid_week_without_credentials_exits_3_and_keeps_only_wh
 def test_workers_that_see_the_same_expired_token_log_in_only_once(run, gateway, workdir, monkeypatch):
     gateway.generate(2400, dt.date(2025, 9, 1), dt.date(2025, 10, 27))
     gateway.latency_seconds = 0.05
-    gateway.credentials = {"alice": "pw"}
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", "pw")
+    give_login(gateway, monkeypatch, "pw", keep_token=True)
     gateway.faults = [Fault("expire", with_cursor=True)]
     assert run(*week_range("2025-09-01", "2025-10-27"), "--workers", "4") == 0
     assert gateway.logins == 1
@@ -125,11 +121,9 @@ def test_workers_that_see_the_same_expired_token_log_in_only_once(run, gateway, 
 def test_tokens_and_passwords_never_appear_in_any_output(run, gateway, workdir, monkeypatch, capfd):
     fill(gateway)
     env_token, embedded, password = "SECRET-ENV-1111", "SECRET-EMBEDDED-2222", "SECRET-PASSWORD-3333"
-    gateway.credentials = {"alice": password}
+    give_login(gateway, monkeypatch, password, keep_token=True)
     monkeypatch.setenv("QUALYS_TOKEN", env_token)
     monkeypatch.setattr(wcr, "EMBEDDED_TOKEN", embedded)
-    monkeypatch.setenv("QUALYS_USERNAME", "alice")
-    monkeypatch.setenv("QUALYS_PASSWORD", password)
     gateway.faults = [Fault("expire", with_cursor=True)]  # the login token dies too, and is replaced
     assert run(*WEEKS) == 0
     captured = capfd.readouterr()
@@ -142,3 +136,17 @@ def test_tokens_and_passwords_never_appear_in_any_output(run, gateway, workdir, 
     for secret in secrets:
         assert not any(secret in text for text in outputs), secret
     assert "Using the token from QUALYS_TOKEN" in captured.err  # the runs did log, just not the secrets
+
+
+def test_the_secret_filter_redacts_messages_arguments_and_tracebacks():
+    import logging
+    secrets = wcr.SecretFilter(["TOKEN-XYZ"])
+    secrets.remember("LOGIN-ABC")
+    try:
+        raise ValueError("bad header Bearer LOGIN-ABC")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "token %s", ("TOKEN-XYZ",), sys.exc_info())
+    assert secrets.filter(record)
+    assert "TOKEN-XYZ" not in record.getMessage() and "LOGIN-ABC" not in record.getMessage()
+    assert "ValueError: bad header Bearer ***" in record.getMessage() and record.exc_info is None
