@@ -1313,13 +1313,14 @@ def describe_plan(settings: Settings, clock, out) -> None:
     zone = "local time" if settings.local_time else "UTC"
     print(f"Dry run: {len(weeks)} weeks ({zone}), {len(jobs)} to fetch, {len(done)} already done. "
           "No API call is made.", file=out)
-    done_set = set(done)
+    jobs_by_week = {job.week: job for job in jobs}
     for week in weeks:
-        if week in done_set:
+        job = jobs_by_week.get(week)
+        if job is None:
             print(f"skip   {week.label}  already exported", file=out)
-    for job in jobs:
-        print(f"fetch  {job.week.label}  {os.path.relpath(job.json_path)}  {os.path.relpath(job.csv_path)}"
-              f"  {job.query}", file=out)
+        else:
+            print(f"fetch  {week.label}  {os.path.relpath(job.json_path)}  {os.path.relpath(job.csv_path)}"
+                  f"  {job.query}", file=out)
 
 
 # --- Command line ---------------------------------------------------------------------
@@ -1390,7 +1391,17 @@ files (under --output_dir, default the current folder):
 
 csv columns (the default, in this order; any subset in any order with --csv_columns):
   {columns}
-  An unknown column is blank, with a warning in the log.
+  An unknown column is blank, with a warning in the log. The CSV is UTF-8 with a
+  byte-order mark, every cell quoted; times are ISO-8601 UTC (2025-09-01T08:15:00Z);
+  lists are joined with "; "; booleans are true/false; a text cell starting with
+  = + - @ TAB or CR gets a leading ' so a spreadsheet cannot run it as a formula.
+
+errors:
+  5xx, network errors, timeouts and bodies that are not JSON are retried with
+  backoff (6 attempts); a 429 waits as the gateway says; other 4xx fail the week at
+  once. A failed week is never written and is fetched again by the next run. Files
+  move into place whole, so a crash or kill -9 leaves no half-written report. A
+  second run on the same folder stops at once. Tighten file modes with umask 077.
 
 exit codes:
   0    every week done or skipped
@@ -1604,7 +1615,7 @@ def main(argv=None, clock=None, session=None) -> int:
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except OSError as exc:
-        print(f"weeklycontainerreport.py: error: cannot use the output folder: {exc}", file=sys.stderr)
+        print(f"weeklycontainerreport.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
