@@ -490,6 +490,7 @@ class TokenBroker:
         self._remember_secret = remember_secret
         self._lock = threading.Lock()
         self._token = None
+        self._current_label = ""
         self._from_login = False
         self._login_time = 0.0
         self._proven = False
@@ -532,7 +533,7 @@ class TokenBroker:
         return "the login" if self._from_login else self._current_label
 
     def _advance(self) -> None:
-        while self._sources:
+        if self._sources:
             label, token = self._sources.pop(0)
             log.info("Using the token from %s", label)
             self._token, self._current_label, self._from_login, self._proven = token, label, False, False
@@ -557,8 +558,8 @@ class TokenBroker:
         if not self._failures:
             return ("no token: set QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD, "
                     "or paste a token into EMBEDDED_TOKEN in the script")
-        return ("authentication failed (" + "; ".join(self._failures) + "). Set a fresh QUALYS_TOKEN, "
-                "or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
+        return ("the gateway refused every token (" + "; ".join(self._failures) + "). Set a fresh "
+                "QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
 
 
 @dataclasses.dataclass
@@ -1226,16 +1227,17 @@ def run_jobs(jobs, export_one, workers: int, stop, progress) -> list:
     threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(jobs)))]
     for thread in threads:
         thread.start()
-    results, fatal = [None] * len(jobs), None
+    results = [None] * len(jobs)
     while any(thread.is_alive() for thread in threads) or not finished.empty():
         try:
             index, result, error = finished.get(timeout=0.2)
         except queue.Empty:
             continue
-        results[index], fatal = result, fatal or error
+        if error is not None:  # no token left: stop now, without waiting out other workers' sleeps
+            stop.set()
+            raise error
+        results[index] = result
         progress.week_done()
-    if fatal is not None:
-        raise fatal
     return [result or WeekResult(job.week, error="not started") for job, result in zip(jobs, results)]
 
 
@@ -1593,7 +1595,13 @@ def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
     """Run the job the settings ask for: a rebuild of the CSVs or an export."""
     if settings.rebuild_csv:
         return rebuild_reports(settings, clock)
-    return run_report(settings, session or make_session(settings.workers), clock, progress, secrets.remember)
+    own_session = session is None
+    session = session or make_session(settings.workers)
+    try:
+        return run_report(settings, session, clock, progress, secrets.remember)
+    finally:
+        if own_session:
+            session.close()
 
 
 def main(argv=None, clock=None, session=None) -> int:

@@ -150,3 +150,19 @@ def test_the_secret_filter_redacts_messages_arguments_and_tracebacks():
     assert secrets.filter(record)
     assert "TOKEN-XYZ" not in record.getMessage() and "LOGIN-ABC" not in record.getMessage()
     assert "ValueError: bad header Bearer ***" in record.getMessage() and record.exc_info is None
+
+
+def test_a_login_token_is_renewed_before_its_four_hours_are_up():
+    from conftest import FakeClock
+    clock, logins = FakeClock(), []
+
+    def login():
+        logins.append(clock.monotonic())
+        return f"login-{len(logins)}"
+
+    broker = wcr.TokenBroker([("QUALYS_TOKEN", "")], login, clock, lambda secret: None)
+    assert broker.current() == "login-1"
+    clock.sleep(3 * 3600)
+    assert broker.current() == "login-1"
+    clock.sleep(0.6 * 3600)  # 3.6 hours after the login: the token has 24 minutes left
+    assert broker.current() == "login-2" and len(logins) == 2
