@@ -209,3 +209,13 @@ def test_the_lock_is_released_when_its_holder_is_killed(gateway, tmp_path, clock
     holder.wait()
     gateway.latency_seconds = 0
     assert run_script(gateway.url, tmp_path, *week_range("2025-09-01", "2025-09-15")).wait() == 0
+
+
+def test_a_quota_used_up_by_someone_else_is_waited_out_in_real_time(run, gateway, workdir):
+    fill_week(gateway, 800)
+    gateway.rate_limit = (4, 1.0)
+    gateway._call_times = [time.monotonic()] * 4  # another client has just spent the window
+    assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
+    assert gateway.rate_limited >= 1
+    assert stored_uuids(workdir) == {record.uuid for record in gateway.records}
+    assert "HTTP 429, waiting" in log_text(workdir)
