@@ -20,6 +20,7 @@ import dataclasses
 import datetime as dt
 import email.utils
 import errno
+import functools
 import hashlib
 import ipaddress
 import json
@@ -1144,8 +1145,7 @@ def make_client(settings: Settings, session, clock, progress, remember_secret) -
                            random.Random(), progress)
     login = None
     if settings.username and settings.password:
-        def login():
-            return client.log_in(settings.username, settings.password)
+        login = functools.partial(client.log_in, settings.username, settings.password)
     sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
     client.tokens = TokenBroker(sources, login, clock, remember_secret)
     return client

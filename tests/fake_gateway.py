@@ -23,7 +23,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid as uuid_module
@@ -74,7 +73,7 @@ def make_core(seed: int, index: int, created_ms: int) -> dict:
         "qdsSeverity": rng.choice(["LOW", "MEDIUM", "HIGH", "CRITICAL", None]),
         "maxQdsScore": rng.randint(0, 100), "ipv4": f"10.0.{index % 250}.{rng.randint(1, 254)}",
         "ipv6": None,
-        "environment": [f"PATH=/usr/bin:/bin", f"INDEX={index}"] if rng.random() > 0.3 else None,
+        "environment": ["PATH=/usr/bin:/bin", f"INDEX={index}"] if rng.random() > 0.3 else None,
         "command": rng.choice(["null", "/bin/sh -c 'run'", "nginx", "-c"]),
         "arguments": ["-g", "daemon off;"] if rng.random() > 0.5 else None,
         "label": [{"key": "app", "value": "demo"}, {"key": "tier", "value": str(index % 3)}]

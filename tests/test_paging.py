@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import files, ms, week_range
-from fake_gateway import LAST_PAGE_STYLES, LIST_PATH, NEXT_LINK_STYLES
+from fake_gateway import LAST_PAGE_STYLES, NEXT_LINK_STYLES
 
 
 def stored(workdir, name="2025-09-01_2025-09-08.json"):

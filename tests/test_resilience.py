@@ -11,7 +11,7 @@ import time
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import FakeClock, files, ms, week_range
+from conftest import files, ms, week_range
 from fake_gateway import DEMO_TOKEN, SCRIPT, Fault
 
 WEEK = week_range("2025-09-01", "2025-09-08")
