@@ -6,10 +6,12 @@
         --start_date 2025-09-27 --end_date 2025-10-04
 
 Every week becomes weekly_reports/<start>_<end>.json (empty weeks too) and, when it
-has containers, weekly_csv_reports/<start>_<end>.csv. Weeks already exported are
-skipped without an API call. Run with --help for the whole manual.
-Exit codes: 0 done, 1 some weeks failed, 2 usage error, 3 authentication failed,
-130 interrupted.
+has containers, weekly_csv_reports/<start>_<end>.csv (and with --xlsx a workbook in
+weekly_xlsx_reports/). Weeks already exported are skipped without an API call. The
+gateway may also come from QUALYS_GATEWAY. Run with --help for the whole manual.
+Exit codes: 0 done, 1 some weeks failed or the gateway cannot be reached, 2 usage
+error, 3 authentication failed, 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM,
+129 SIGHUP).
 """
 from __future__ import annotations
 
@@ -21,20 +23,30 @@ import datetime as dt
 import email.utils
 import errno
 import functools
+import gc
 import hashlib
+import http.client
+import io
 import ipaddress
 import json
 import logging
+import math
 import os
 import queue
 import random
 import re
+import shutil
+import signal
+import socket
+import ssl
+import stat
 import sys
 import threading
 import time
 import traceback
 import uuid
-from urllib.parse import parse_qs, urlsplit
+import zlib
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 try:  # flock on POSIX; msvcrt on Windows; the script still starts without either
     import fcntl
@@ -47,10 +59,11 @@ except ImportError:
 
 try:
     import requests
+    import urllib3
 except ImportError:  # reported by main(), so that --help still works
-    requests = None
+    requests = urllib3 = None
 
-__version__ = "2.0.0"
+__version__ = "3.0.0"
 log = logging.getLogger("weeklycontainerreport")
 
 # --- Settings you may edit -----------------------------------------------------------
@@ -66,23 +79,41 @@ EXIT_OK = 0
 EXIT_WEEKS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
-EXIT_INTERRUPTED = 130
+EXIT_SIGNAL_BASE = 128  # stopped by signal N: 128 + N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)
 
 API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
 PAGE_LIMIT = 250  # the API's maximum; its default is undocumented, so always send it
 OPEN_WEEK_GRACE = dt.timedelta(hours=24)  # a week ending later than this before the run is partial
 HISTORY_WEEKS = 52  # complete weeks before the current one, when no dates are given
+FIRST_DATE, LAST_DATE = dt.date(1970, 1, 1), dt.date(9999, 12, 1)  # dates the weeks may use
 LOGIN_MAX_AGE_SECONDS = 3.5 * 3600  # a JWT lives 4 hours; log in again before that
+MAX_REFUSED_LOGINS = 3  # fresh login tokens refused in a row before the run gives up (exit 3)
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 TOKEN_STATUSES = frozenset({401, 403})
+REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip"}
+READ_TIMEOUT_RANGE = (1.0, 3600.0)  # --read_timeout, seconds
+MAX_PAGE_BYTES = 256 * 1024 * 1024  # an answer that grows past this (inflated) is abandoned
+READ_CHUNK_BYTES = 64 * 1024
+PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the week fails
+MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
+DEFAULT_SLICES = 8  # chains of pages a run may page side by side: a run of fewer weeks slices large ones
+MAX_SLICES = 32
+LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
+MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
+STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for its workers to tidy up
+MAX_WORKERS = 32
+DEFAULT_WORKERS = 6
+SHORT_SECRET = 8  # secrets shorter than this are redacted only where they stand alone
+MAX_TOKEN_BYTES = 64 * 1024  # a login answer longer than this is not a token
 
 REPORTS_DIR = "weekly_reports"
 CSV_DIR = "weekly_csv_reports"
+XLSX_DIR = "weekly_xlsx_reports"
 TEMP_DIR = "temp_reports"
 LOGS_DIR = "logs"
 LOCK_NAME = ".lock"
-TEMP_SUFFIX = ".tmp"
+TEMP_NAME = re.compile(r"wcr-[0-9a-f]{12}-[\w.-]+\.tmp\Z")  # ours alone; temp_reports/ may be shared
 # Files and folders follow the user's umask, but are never writable by everyone.
 FILE_MODE = 0o664
 FOLDER_MODE = 0o775
@@ -116,16 +147,21 @@ VULN_SOFTWARE_FIELDS = {
     "vuln_software_names": "name", "vuln_software_versions": "version",
     "vuln_software_fixVersions": "fixVersion", "vuln_software_packagePaths": "packagePath",
 }
-# Epoch-millisecond columns, rendered as ISO-8601 UTC in the CSV.
+# Epoch-millisecond columns, rendered as ISO-8601 UTC in the CSV and as dates in the workbook.
 TIME_COLUMNS = frozenset({"created", "updated", "stateChanged", "vuln_firstFound", "vuln_lastFound"})
 LIST_SEPARATOR = "; "
 FORMULA_TRIGGERS = frozenset("=+-@\t\r")  # OWASP CSV injection: cells a spreadsheet evaluates
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+CSV_FORMAT = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"}
+SURROGATE = re.compile("[\ud800-\udfff]")
 REPORT_NAME = re.compile(
     r"(?P<first>\d{4}-\d{2}-\d{2})_(?P<end>\d{4}-\d{2}-\d{2})"
-    r"(?:\.(?P<fingerprint>[0-9a-f]{8}))?(?P<partial>\.partial)?\.(?P<extension>json|csv)\Z"
+    r"(?:\.(?P<fingerprint>[0-9a-f]{16}|[0-9a-f]{8}))?(?P<partial>\.partial)?\.(?P<extension>json|csv|xlsx)\Z"
 )
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+XLSX_MAX_ROWS = 1_048_576  # one sheet's rows, header included; more continue on the next sheet
+XLSX_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss "UTC"'
+XLSX_EXACT_INTEGER = 2 ** 53  # larger integers would lose digits as spreadsheet numbers
 
 # --- Errors ---------------------------------------------------------------------------
 
@@ -142,6 +178,10 @@ class AuthError(ReportError):
     """No token source is left that the gateway accepts (exit 3)."""
 
 
+class GatewayUnreachable(ReportError):
+    """The gateway never answered this run, and retrying will not help (exit 1)."""
+
+
 class FolderBusyError(ReportError):
     """Another run holds the output folder's lock (exit 1)."""
 
@@ -150,8 +190,18 @@ class WeekFailed(ReportError):
     """A week could not be fetched completely; nothing is written for it."""
 
 
+class PageUndecodable(WeekFailed):
+    """A page that can never be read (nested too deeply, or its next page cannot be named)."""
+
+
 class TransientError(ReportError):
     """A failure worth retrying: 5xx, network trouble, a body that is not JSON."""
+
+    unreachable = ""  # set when the cause will not heal (name, refusal, certificate)
+
+
+class PageTooLarge(TransientError):
+    """An answer grew past MAX_PAGE_BYTES and was abandoned."""
 
 
 class RateLimited(ReportError):
@@ -166,7 +216,31 @@ class TokenRejected(ReportError):
     """The gateway rejected the token in use; the broker has already moved on."""
 
 
+class NotJson(ValueError):
+    """A value JSON does not have (NaN, Infinity)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
 # --- Weeks and names ------------------------------------------------------------------
+
+
+def plural(count: int, noun: str) -> str:
+    """Say '1 week', '2 weeks'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,10 +285,16 @@ def plan_weeks(start_date, end_date, now: dt.datetime, local_time: bool) -> list
         start_date = end_date - dt.timedelta(days=7 * (HISTORY_WEEKS + 1))
     weeks = []
     first_day = start_date
-    while first_day < end_date:
-        end_day = min(first_day + dt.timedelta(days=7), end_date)
-        weeks.append(make_week(first_day, end_day, local_time))
-        first_day = end_day
+    try:
+        while first_day < end_date:
+            end_day = min(first_day + dt.timedelta(days=7), end_date)
+            weeks.append(make_week(first_day, end_day, local_time))
+            first_day = end_day
+    except (OverflowError, ValueError, OSError):
+        raise UsageError(f"the weeks from {start_date} to {end_date} do not fit the calendar; "
+                         f"use dates from {FIRST_DATE} to {LAST_DATE}") from None
+    if weeks and weeks[0].start_ms < 0:
+        raise UsageError("weeks cannot start before 1970-01-01 00:00 UTC (the API counts time from then)")
     return weeks
 
 
@@ -223,21 +303,57 @@ def is_open(week: Week, run_started: dt.datetime) -> bool:
     return run_started - week.end < OPEN_WEEK_GRACE
 
 
-def week_query(week: Week, optional_filter: str) -> str:
-    """Return the QQL for a week; QQL ranges include both ends, so stop 1 ms short."""
-    window = f"created:[{week.start_ms} ... {week.end_ms - 1}]"
+def range_query(start_ms: int, end_ms: int, optional_filter: str) -> str:
+    """Return the QQL for [start_ms, end_ms); QQL ranges include both ends, so stop 1 ms short."""
+    window = f"created:[{start_ms} ... {end_ms - 1}]"
     return f"{window} and ({optional_filter})" if optional_filter else window
 
 
+def week_query(week: Week, optional_filter: str) -> str:
+    """Return the QQL for a whole week."""
+    return range_query(week.start_ms, week.end_ms, optional_filter)
+
+
+def slice_bounds(start_ms: int, end_ms: int, count: int) -> list:
+    """Cut [start_ms, end_ms) into count half-open slices in time order: [(a, b), (b, c), ...]."""
+    edges = [start_ms + (end_ms - start_ms) * index // count for index in range(count + 1)]
+    return [(low, high) for low, high in zip(edges, edges[1:]) if high > low]
+
+
+def check_filter(optional_filter: str) -> None:
+    """Refuse a filter whose parentheses, quotes or back-ticks do not balance: it could escape its week."""
+    depth, quote_char, escaped = 0, "", False
+    for char in optional_filter:
+        if quote_char:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote_char == '"':
+                escaped = True
+            elif char == quote_char:
+                quote_char = ""
+        elif char in '"`':
+            quote_char = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                break
+    if depth or quote_char:
+        problem = f"an unclosed {quote_char}" if quote_char else "parentheses that do not balance"
+        raise UsageError(f"--optional_filter has {problem}, so it could match containers outside "
+                         f"each week: {optional_filter!r}")
+
+
 def filter_fingerprint(optional_filter: str) -> str:
-    """Return the 8-hex-digit fingerprint that names a filtered export ('' for none)."""
+    """Return the 16-hex-digit (64-bit) fingerprint that names a filtered export ('' for none)."""
     if not optional_filter:
         return ""
-    return hashlib.sha256(optional_filter.encode("utf-8")).hexdigest()[:8]
+    return hashlib.sha256(optional_filter.encode("utf-8")).hexdigest()[:16]
 
 
 def report_name(week: Week, fingerprint: str, partial: bool, extension: str) -> str:
-    """Name a week's file, e.g. 2025-09-27_2025-10-04.f3a9c1e2.partial.json."""
+    """Name a week's file, e.g. 2025-09-27_2025-10-04.f3a9c1e25b7d0a64.partial.json."""
     parts = [f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"]
     if fingerprint:
         parts.append(fingerprint)
@@ -255,10 +371,15 @@ def parse_report_name(name: str, local_time: bool = False):
     try:
         first_day = dt.date.fromisoformat(match["first"])
         end_day = dt.date.fromisoformat(match["end"])
-    except ValueError:
+        week = make_week(first_day, end_day, local_time)
+    except (ValueError, OverflowError, OSError):
         return None
-    week = make_week(first_day, end_day, local_time)
     return week, match["fingerprint"] or "", bool(match["partial"]), match["extension"]
+
+
+def temp_name(final_name: str) -> str:
+    """Name a staged file in temp_reports/ so that only this script's cleaner ever removes it."""
+    return f"wcr-{uuid.uuid4().hex[:12]}-{final_name}.tmp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +387,7 @@ class Layout:
     """Where a run's folders are, under one output folder."""
 
     root: str
+    xlsx: bool = False
 
     @property
     def reports(self) -> str:
@@ -276,6 +398,10 @@ class Layout:
         return os.path.join(self.root, CSV_DIR)
 
     @property
+    def workbooks(self) -> str:
+        return os.path.join(self.root, XLSX_DIR)
+
+    @property
     def temp(self) -> str:
         return os.path.join(self.root, TEMP_DIR)
 
@@ -284,7 +410,8 @@ class Layout:
         return os.path.join(self.root, LOGS_DIR)
 
     def create(self) -> None:
-        for folder in (self.reports, self.csvs, self.temp, self.logs):
+        folders = [self.reports, self.csvs, self.temp, self.logs] + ([self.workbooks] if self.xlsx else [])
+        for folder in folders:
             os.makedirs(folder, mode=FOLDER_MODE, exist_ok=True)
 
 
@@ -297,6 +424,7 @@ class WeekJob:
     partial: bool
     json_path: str
     csv_path: str
+    xlsx_path: str
     stale_paths: tuple  # files of the same week this export replaces (its old partial files)
 
 
@@ -310,17 +438,16 @@ def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
             done.append(week)
             continue
         partial = is_open(week, run_started)
-        partial_paths = (
-            os.path.join(layout.reports, report_name(week, fingerprint, True, "json")),
-            os.path.join(layout.csvs, report_name(week, fingerprint, True, "csv")),
-        )
+
+        def path(folder, is_partial, extension):
+            return os.path.join(folder, report_name(week, fingerprint, is_partial, extension))
+
+        stale = (path(layout.reports, True, "json"), path(layout.csvs, True, "csv"),
+                 path(layout.workbooks, True, "xlsx"))
         jobs.append(WeekJob(
-            week=week,
-            query=week_query(week, settings.optional_filter),
-            partial=partial,
-            json_path=os.path.join(layout.reports, report_name(week, fingerprint, partial, "json")),
-            csv_path=os.path.join(layout.csvs, report_name(week, fingerprint, partial, "csv")),
-            stale_paths=() if partial else partial_paths,
+            week=week, query=week_query(week, settings.optional_filter), partial=partial,
+            json_path=path(layout.reports, partial, "json"), csv_path=path(layout.csvs, partial, "csv"),
+            xlsx_path=path(layout.workbooks, partial, "xlsx"), stale_paths=() if partial else stale,
         ))
     return jobs, done
 
@@ -330,13 +457,13 @@ def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
 
 def gateway_base(gateway: str) -> str:
     """Validate a gateway URL and return it without the list path, e.g. https://host."""
-    parts = urlsplit(gateway.strip())
-    scheme = parts.scheme.lower()
     try:
+        parts = urlsplit(gateway.strip())
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise UsageError(f"gateway URL has a bad port: {gateway!r}") from None
+        raise UsageError(f"gateway URL has a bad host or port: {gateway!r}") from None
+    scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
         raise UsageError(f"gateway must be an https:// URL, e.g. https://gateway.qg2.apps.qualys.com, not {gateway!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -361,16 +488,17 @@ def is_loopback(host: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry; the one place these bounds live."""
+    """How often and how long to retry and wait; the one place these bounds live."""
 
     max_attempts: int = 6
     base_delay_seconds: float = 1.0
     max_delay_seconds: float = 60.0
     max_total_retry_wait_seconds: float = 300.0
-    max_rate_limit_wait_seconds: float = 900.0  # one 429 wait, whatever the gateway asks
-    max_total_rate_limit_wait_seconds: float = 3600.0  # per request, then the week fails
+    max_rate_limit_wait_seconds: float = 900.0  # one wait of any kind the gateway asks for
+    max_total_rate_limit_wait_seconds: float = 3600.0  # 429 waits per request, then the week fails
     connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 120.0
+    read_timeout_seconds: float = 120.0  # a whole answer, first byte to last
+    max_page_bytes: int = MAX_PAGE_BYTES
 
     def backoff_seconds(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter for the given 1-based attempt."""
@@ -387,101 +515,390 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    def sleep(self, seconds: float, wake=None) -> None:
+        """Sleep, or return early when the wake event is set (the run is stopping)."""
+        if wake is None:
+            time.sleep(seconds)
+        else:
+            wake.wait(seconds)
 
 
 def header_number(headers, name: str):
-    """Read a numeric header as a float, or None when absent or unreadable."""
+    """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
     value = headers.get(name)
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        number = float(value) if value is not None else None
+    except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 class Pacer:
-    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers."""
+    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
 
-    def __init__(self, clock):
+    def __init__(self, clock, cap_seconds: float):
         self._clock = clock
+        self._cap = cap_seconds  # no interval, hold or turn is ever longer than this
         self._lock = threading.Lock()
-        self._interval_seconds = 0.0  # unknown until the first answer: at most --workers calls go unpaced
+        self._interval_seconds = 0.0  # unknown until the first answer: the first calls go unpaced
         self._next_slot = 0.0
         self._last_slot = 0.0
 
-    def wait_turn(self) -> float:
-        """Block until this caller may send; return the seconds waited."""
+    def wait_turn(self, wake=None) -> float:
+        """Block until this caller may send (or wake is set); return the seconds waited."""
         with self._lock:
             now = self._clock.monotonic()
-            slot = max(now, self._next_slot)
+            slot = max(now, min(self._next_slot, now + self._cap))
             self._last_slot = slot
             self._next_slot = slot + self._interval_seconds
         delay = slot - now
         if delay > 0:
-            self._clock.sleep(delay)
+            self._clock.sleep(delay, wake)
         return delay
 
     def learn(self, headers) -> None:
-        """Take the limit, window and remaining calls from a response's headers."""
+        """Take the limit, window and remaining calls from a response's headers, if they are sane."""
         limit = header_number(headers, "X-RateLimit-Limit")
         window = header_number(headers, "X-RateLimit-Window-Sec")
         remaining = header_number(headers, "X-RateLimit-Remaining")
         with self._lock:
-            if limit and window and limit > 0 and window > 0:
-                self._interval_seconds = window / limit * self.MARGIN
-                self._next_slot = max(self._next_slot, self._last_slot + self._interval_seconds)
+            if limit is not None and window is not None and limit >= 1 and window > 0:
+                interval = min(window / limit * self.MARGIN, self._cap)
+                if interval >= LONG_WAIT_SECONDS and interval != self._interval_seconds:
+                    log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
+                                limit, window, interval)
+                self._interval_seconds = interval
+                self._next_slot = max(self._next_slot, self._last_slot + interval)
             if remaining is not None and remaining <= 0:
                 self._next_slot = max(self._next_slot, self._clock.monotonic() + self._interval_seconds)
 
     def hold(self, seconds: float) -> None:
         """Keep every worker from sending for the given seconds (after a 429)."""
         with self._lock:
-            self._next_slot = max(self._next_slot, self._clock.monotonic() + seconds)
+            self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
 
 
-def rate_limit_wait(headers, fallback_seconds: float):
-    """Return (seconds, header used) for a 429: ToWait-Sec, Retry-After, the window, fallback."""
+def rate_limit_wait(headers, now: dt.datetime):
+    """Return (seconds, header used) for a 429: ToWait-Sec, Retry-After, the window, else 60 s."""
     to_wait = header_number(headers, "X-RateLimit-ToWait-Sec")
     if to_wait is not None and to_wait >= 0:
         return to_wait, "X-RateLimit-ToWait-Sec"
-    retry_after = headers.get("Retry-After")
+    retry_after = (headers.get("Retry-After") or "").strip()
     if retry_after:
         seconds = header_number(headers, "Retry-After")
         if seconds is None:
             try:
                 when = email.utils.parsedate_to_datetime(retry_after)
-                seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
-            except (TypeError, ValueError):
+                seconds = (when - now).total_seconds() if when.tzinfo else None
+            except (TypeError, ValueError, IndexError, OverflowError):
                 seconds = None
         if seconds is not None:
             return max(seconds, 0.0), "Retry-After"
     window = header_number(headers, "X-RateLimit-Window-Sec")
     if window is not None and window > 0:
         return window, "X-RateLimit-Window-Sec"
-    return fallback_seconds, "no wait header"
+    return 60.0, "no wait header"
 
 
-def gateway_message(response) -> str:
-    """Return the gateway's own error text from a response, short and on one line."""
+def secret_forms(secret: str) -> set:
+    """The forms a secret can take in someone else's text: raw, URL-, JSON- and repr-encoded."""
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    forms |= {re.sub("%[0-9A-F]{2}", lambda match: match.group(0).lower(), form) for form in forms}
+    return {form for form in forms if form}
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known token and password, in any of its encodings, with '***'.
+
+    A secret of 8 characters or more is replaced wherever it appears; a shorter one only
+    where it stands alone (not inside a longer word), so that a short password cannot turn
+    'Week' into 'W***k'. The script itself never prints a secret of any length.
+    """
+
+    def __init__(self, secrets=()):
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets = set()
+        self._pattern = None
+        for secret in secrets:
+            self.remember(secret)
+
+    def remember(self, secret: str) -> None:
+        """Add a secret (a token from a login, say) to those redacted from now on."""
+        if not secret or not secret.strip() or secret in self._secrets:
+            return
+        with self._lock:
+            self._secrets.add(secret)
+            pieces = []
+            for known in self._secrets:
+                for form in secret_forms(known):
+                    escaped = re.escape(form)
+                    pieces.append(escaped if len(known) >= SHORT_SECRET
+                                  else rf"(?<!\w){escaped}(?!\w)")
+            pieces.sort(key=len, reverse=True)
+            self._pattern = re.compile("|".join(pieces))
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub("***", text) if pattern is not None else text
+
+    def filter(self, record) -> bool:
+        message = self.redact(record.getMessage())
+        if record.exc_info:  # the traceback goes to the log file only, redacted too
+            record.traceback_text = self.redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+        record.msg, record.args = message, None
+        return True
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """Put text on one line and cut it to limit characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def gateway_message(answer, redact) -> str:
+    """The gateway's own short error text (its message or error field), redacted first, then cut.
+
+    Bodies of 401/403 answers and of logins are never quoted beyond those two fields."""
+    raw = bytes(answer.body[:65536]).decode("utf-8", "replace")
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict):
-        text = body.get("message") or body.get("error") or body.get("authentication_exceptions") or body
+        text = next((value for value in (body.get("message"), body.get("error"))
+                     if isinstance(value, str) and value.strip()), "")
+    elif answer.status in TOKEN_STATUSES or answer.is_login:
+        text = ""
     else:
-        text = response.text or response.reason or ""
-    return " ".join(str(text).split())[:300]
+        text = raw or answer.reason or ""
+    return shorten(redact(text))
+
+
+_AuthBase = requests.auth.AuthBase if requests is not None else object
+
+
+class BearerAuth(_AuthBase):
+    """Sends a token as 'Authorization: Bearer ...' through requests' auth hook.
+
+    Any auth object, even one with no token (for the login), keeps requests from
+    applying a ~/.netrc entry that would silently replace the header."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, request):
+        if self.token:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+REQUEST_WATCH = threading.local()  # .current: the Deadline of the request this thread is sending
+
+
+class Deadline:
+    """Ends one request when its time is up: a timer shuts its socket down from outside.
+
+    A socket read waits only for the next byte, so a server that trickles one byte at a
+    time would keep a request alive forever; this bounds the whole answer instead."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socket = None
+        self._timer = None
+
+    def attach(self, sock) -> None:
+        """Start the clock on the socket that now waits for the answer (called by the connection)."""
+        with self._lock:
+            self._socket = sock
+            if self._timer is None and not self.expired:
+                self._timer = threading.Timer(self.seconds, self.expire)
+                self._timer.daemon = True
+                self._timer.start()
+            expired = self.expired
+        if expired:
+            self._shut()
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+        self._shut()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def _shut(self) -> None:
+        sock = self._socket
+        if isinstance(sock, socket.socket):
+            try:  # socket.socket's own shutdown: it works on a TLS socket another thread is reading
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class RequestWatch:
+    """The deadlines of the requests in flight, so that a stopping run can cut them all off."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live = set()
+        self._stopped = False
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float):
+        deadline = Deadline(seconds)
+        with self._lock:
+            self._live.add(deadline)
+            stopped = self._stopped
+        if stopped:
+            deadline.expire()
+        REQUEST_WATCH.current = deadline
+        try:
+            yield deadline
+        finally:
+            REQUEST_WATCH.current = None
+            deadline.close()
+            with self._lock:
+                self._live.discard(deadline)
+
+    def abort_all(self) -> None:
+        """Cut off every request in flight, and every later one (the run is stopping)."""
+        with self._lock:
+            self._stopped = True
+            live = list(self._live)
+        for deadline in live:
+            deadline.expire()
+
+
+def watched_pool_classes() -> dict:
+    """urllib3 pool classes whose connections hand their socket to the thread's Deadline."""
+    def watched(connection_class):
+        class WatchedConnection(connection_class):
+            def getresponse(self, *args, **kwargs):
+                deadline = getattr(REQUEST_WATCH, "current", None)
+                if deadline is not None:
+                    deadline.attach(self.sock)
+                return super().getresponse(*args, **kwargs)
+        return WatchedConnection
+
+    class WatchedHTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = watched(urllib3.connection.HTTPConnection)
+
+    class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = watched(urllib3.connection.HTTPSConnection)
+
+    return {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+
+def make_session(workers: int):
+    """A requests session whose pool fits all workers and whose requests end at their deadline.
+
+    It keeps what users rely on from the environment: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE."""
+    pools = watched_pool_classes()
+
+    class DeadlineAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy, **proxy_kwargs):
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS pools keep their per-read timeout only
+                manager.pool_classes_by_scheme = pools
+            return manager
+
+    session = requests.Session()
+    adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=workers + 2)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def make_inflater(encoding: str):
+    """A zlib decompressor for the body's Content-Encoding (None for identity)."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise TransientError(f"the answer uses Content-Encoding {encoding!r}, which was not asked for")
+
+
+def read_body(response, cap_bytes: int) -> bytearray:
+    """Read a streamed body whole, inflating it in bounded steps; abandon it past cap_bytes.
+
+    Whatever Content-Length or Content-Encoding claim, no more than cap_bytes of body (plus
+    one read) is ever held: a gzip bomb is stopped as its inflated bytes are counted."""
+    inflater = make_inflater(response.headers.get("Content-Encoding", "").strip().lower())
+    body = bytearray()
+    while True:
+        data = response.raw.read(READ_CHUNK_BYTES, decode_content=False)
+        if not data:
+            break
+        if inflater is not None:
+            try:
+                data = inflater.decompress(data, cap_bytes - len(body) + 1)
+            except zlib.error as exc:
+                raise TransientError(f"the compressed answer is damaged ({exc})") from None
+            if inflater.unconsumed_tail:
+                data += b"\0"  # more output was waiting: the body is past the cap
+        if len(body) + len(data) > cap_bytes:
+            raise PageTooLarge(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
+        body += data
+    if inflater is not None and (not inflater.eof or inflater.unused_data.strip()):
+        raise TransientError("the compressed answer was cut short or has data after its end")
+    return body
+
+
+def exception_chain(exc):
+    """Yield an exception and the exceptions behind it (causes, contexts, urllib3 reasons), bounded."""
+    seen, pending = set(), [exc]
+    while pending and len(seen) < 20:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None)]
+        pending += [arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException)]
+
+
+def unreachable_reason(exc, host: str, port: int) -> str:
+    """Say, in words a person understands, why a gateway cannot be reached; '' if it may heal."""
+    for cause in exception_chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve {host}"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused by {host}:{port}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "TLS certificate not trusted: set REQUESTS_CA_BUNDLE, see README"
+        if requests is not None and isinstance(cause, requests.exceptions.ConnectTimeout):
+            return f"no answer from {host}:{port} (connect timeout; a firewall or a wrong address?)"
+    return ""
+
+
+def network_errors() -> tuple:
+    """What a request and the reading of its body may raise when the network misbehaves."""
+    return (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+            OSError)
 
 
 class TokenBroker:
     """Hands all workers one token, and moves to the next source when the gateway rejects it.
 
     Sources in order: QUALYS_TOKEN, the in-script EMBEDDED_TOKEN, then a login with
-    QUALYS_USERNAME/QUALYS_PASSWORD, repeated whenever a login token expires.
+    QUALYS_USERNAME/QUALYS_PASSWORD, repeated whenever a login token expires. A fresh
+    login token that is refused before any page used it (it may have expired during a
+    long wait) leads to another login, at most MAX_REFUSED_LOGINS times in a row.
     """
 
     def __init__(self, tokens, login, clock, remember_secret):
@@ -495,6 +912,7 @@ class TokenBroker:
         self._from_login = False
         self._login_time = 0.0
         self._proven = False
+        self._refused_logins = 0
         self._failures = []
         self._error = None
 
@@ -515,6 +933,7 @@ class TokenBroker:
         with self._lock:
             if token == self._token:
                 self._proven = True
+                self._refused_logins = 0
 
     def rejected(self, token: str, reason: str) -> None:
         """Move past a rejected token; only the first worker to report it does the work."""
@@ -524,11 +943,17 @@ class TokenBroker:
             if token != self._token:
                 return
             log.warning("The gateway rejected the token from %s: %s", self._source_label(), reason)
-            self._failures.append(f"{self._source_label()}: {reason}")
-            if self._from_login and self._proven:
-                self._log_in()  # a login token that worked has expired: log in again
-            else:
+            self._failures = (self._failures + [f"{self._source_label()}: {reason}"])[-4:]
+            if not self._from_login:
                 self._advance()
+                return
+            if not self._proven:
+                self._refused_logins += 1
+                if self._refused_logins >= MAX_REFUSED_LOGINS:
+                    self._error = AuthError(f"the gateway refused {self._refused_logins} fresh login tokens "
+                                            f"in a row, the last with {reason}")
+                    raise self._error
+            self._log_in()  # a login token that worked has expired, or one expired before its first use
 
     def _source_label(self) -> str:
         return "the login" if self._from_login else self._current_label
@@ -563,154 +988,350 @@ class TokenBroker:
                 "QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
 
 
-@dataclasses.dataclass
-class Page:
-    """One page of containers and the cursor for the next page (None on the last page)."""
+def next_cursor(headers):
+    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
 
-    containers: list
-    next_cursor: object
-
-
-def page_containers(body) -> list:
-    """Return the containers of a decoded page; tolerate null, missing or single-object data."""
-    if not isinstance(body, dict):
-        raise TransientError("the response is JSON but not an object")
-    data = body.get("data")
-    if data is None:
-        return []
-    if isinstance(data, dict):
-        return [data]
-    if isinstance(data, list):
-        return data
-    raise TransientError("the response's data is neither a list nor an object")
-
-
-def next_cursor(response):
-    """Return paginationQuery from the Link header's rel=next URL, or None on the last page."""
-    try:
-        links = response.links
-    except Exception:  # a malformed header is a last page, not a crash
+    A Link that names a next page whose URL cannot be read fails the page: stopping there
+    would mark a week done that is not known to be complete."""
+    header = (headers.get("Link") or "").strip()
+    if not header or header.lower() == "null":
         return None
-    for rel, link in links.items():
-        if "next" in str(rel).lower().split():
-            values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
-            cursor = values[0].strip() if values else ""
-            return cursor if cursor and cursor.lower() != "null" else None
+    try:
+        for link in requests.utils.parse_header_links(header):
+            if "next" in str(link.get("rel", "")).lower().split():
+                values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
+                cursor = values[0].strip() if values else ""
+                return cursor if cursor and cursor.lower() != "null" else None
+    except ValueError:
+        if "paginationquery" in header.lower():
+            raise PageUndecodable("the gateway's Link header names a next page that cannot be read: "
+                                  f"{shorten(header, 120)!r}") from None
     return None
 
 
-class GatewayClient:
-    """The only code that does HTTP: pages of the list API, with pacing, retries and tokens."""
+@dataclasses.dataclass
+class Answer:
+    """One HTTP answer, its body read whole."""
 
-    def __init__(self, base_url, session, tokens, pacer, clock, policy, rng, progress):
+    status: int
+    reason: str
+    headers: object
+    body: bytearray
+    is_login: bool = False
+
+
+class GatewayClient:
+    """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
+
+    def __init__(self, base_url, session, clock, policy, rng, progress, redact, stop):
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.list_url = base_url + API_PATH
         self.auth_url = base_url + AUTH_PATH
         self.session = session
-        self.tokens = tokens
-        self.pacer = pacer
         self.clock = clock
         self.policy = policy
         self.rng = rng
         self.progress = progress
+        self.redact = redact
+        self.stop = stop
+        self.pacer = Pacer(clock, policy.max_rate_limit_wait_seconds)
+        self.watch = RequestWatch()
+        self.tokens = None  # a TokenBroker, set by make_client
+        self.answered = False  # has the gateway answered anything in this run?
 
-    def fetch_page(self, query: str, cursor, label: str) -> Page:
-        """Fetch one page of a week, retrying what is transient; raise WeekFailed otherwise."""
+    def fetch_page(self, query: str, cursor, label: str, consume):
+        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
+
+        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
         params = {"filter": query, "limit": PAGE_LIMIT}
         if cursor:
             params["paginationQuery"] = cursor
         attempt, retry_waited, limit_waited = 0, 0.0, 0.0
         while True:
+            self.check_stop()
             try:
-                return self._try_once(params)
+                return self._try_once(params, consume)
             except TokenRejected:
                 continue
             except RateLimited as exc:
-                wait = min(exc.wait_seconds, self.policy.max_rate_limit_wait_seconds)
-                limit_waited += wait
-                if limit_waited > self.policy.max_total_rate_limit_wait_seconds:
-                    raise WeekFailed(f"{exc}; rate-limited for over {limit_waited:g}s in all") from None
-                log.warning("Week %s: %s", label, exc)
-                self.pacer.hold(wait)
-                self._wait(wait, "rate limit")
+                limit_waited = self._after_rate_limit(exc, label, limit_waited)
             except TransientError as exc:
                 attempt += 1
-                delay = self.policy.backoff_seconds(attempt, self.rng)
-                if attempt >= self.policy.max_attempts or retry_waited + delay > self.policy.max_total_retry_wait_seconds:
-                    raise WeekFailed(f"{exc} (gave up after {attempt} attempts)") from None
-                retry_waited += delay
-                log.warning("Week %s: %s (attempt %d of %d); retrying in %.1fs",
-                            label, exc, attempt, self.policy.max_attempts, delay)
-                self._wait(delay, "retry")
+                retry_waited = self._after_failure(exc, f"Week {label}", attempt, retry_waited)
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise WeekFailed("the run is stopping")
+
+    def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
+        wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
+        waited += wait
+        if waited > self.policy.max_total_rate_limit_wait_seconds:
+            raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
+        log.warning("Week %s: %s; every worker waits %.0fs", label, exc, wait)
+        self.pacer.hold(wait)
+        self._wait(wait, "rate limit")
+        return waited
+
+    def _after_failure(self, exc: TransientError, what: str, attempt: int, waited: float) -> float:
+        self.check_stop()  # a request cut off because the run is stopping is not worth a retry
+        delay = self.policy.backoff_seconds(attempt, self.rng)
+        if attempt >= self.policy.max_attempts or waited + delay > self.policy.max_total_retry_wait_seconds:
+            if exc.unreachable and not self.answered:
+                raise GatewayUnreachable(exc.unreachable) from None
+            raise WeekFailed(f"{exc} (gave up after {plural(attempt, 'attempt')})") from None
+        log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt,
+                    self.policy.max_attempts, delay)
+        self._wait(delay, "retry")
+        return waited + delay
 
     def _wait(self, seconds: float, why: str) -> None:
         self.progress.waiting(seconds, why)
-        self.clock.sleep(seconds)
-        self.progress.waiting(0, "")
-
-    def _try_once(self, params) -> Page:
-        token = self.tokens.current()
-        self.pacer.wait_turn()
         try:
-            response = self.session.get(
-                self.list_url, params=params, allow_redirects=False,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds),
-            )
-        except requests.exceptions.Timeout as exc:
-            raise TransientError(f"timed out ({type(exc).__name__})") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransientError(f"network error ({type(exc).__name__})") from None
-        self.pacer.learn(response.headers)
-        return self._page_from(response, token)
+            self.clock.sleep(seconds, self.stop)
+        finally:
+            self.progress.waiting(0, "")
+        self.check_stop()
 
-    def _page_from(self, response, token: str) -> Page:
-        status = response.status_code
+    def _try_once(self, params, consume):
+        self.pacer.wait_turn(self.stop)
+        self.check_stop()
+        token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
+        answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
+        self.pacer.learn(answer.headers)
+        status = answer.status
         if status in TOKEN_STATUSES:
-            self.tokens.rejected(token, f"HTTP {status} {gateway_message(response)}")
+            self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
             raise TokenRejected()
         if status == 429:
-            wait, source = rate_limit_wait(response.headers, fallback_seconds=60.0)
-            raise RateLimited(wait, source)
+            raise RateLimited(*rate_limit_wait(answer.headers, self.clock.now()))
         if status in RETRYABLE_STATUSES:
             raise TransientError(f"HTTP {status}")
-        if status == 204:
-            return Page([], None)
         if not 200 <= status < 300:
-            raise WeekFailed(f"HTTP {status} {gateway_message(response)}")
+            raise WeekFailed(f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
         self.tokens.accepted(token)
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise TransientError(f"HTTP {status} with a body that is not valid JSON ({kind})") from None
-        return Page(page_containers(body), next_cursor(response))
+        if status == 204:
+            return consume(None), None
+        cursor = next_cursor(answer.headers)
+        return consume(answer.body), cursor
+
+    def send(self, method: str, url: str, **options) -> Answer:
+        """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
+        with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
+            try:
+                response = self.session.request(
+                    method, url, stream=True, allow_redirects=False,
+                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds), **options)
+                self.answered = True
+                try:
+                    body = read_body(response, self.policy.max_page_bytes)
+                finally:
+                    response.close()
+            except network_errors() as exc:
+                raise self._network_problem(exc, deadline) from None
+        return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
+
+    def _network_problem(self, exc, deadline) -> TransientError:
+        if deadline.expired:
+            return TransientError(f"timed out: no whole answer within --read_timeout "
+                                  f"({self.policy.read_timeout_seconds:g}s)")
+        reason = unreachable_reason(exc, self.host, self.port)
+        timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
+        problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
+                                 f"({type(exc).__name__}{': ' + reason if reason else ''})")
+        problem.unreachable = reason
+        return problem
 
     def log_in(self, username: str, password: str) -> str:
-        """POST /auth and return the JWT; raise AuthError for bad credentials."""
-        attempt = 0
+        """POST /auth and return the JWT; raise AuthError for refused credentials.
+
+        5xx and network trouble are retried like any page; when the retries run out the
+        week fails (or, if the gateway never answered, the run stops)."""
+        attempt, waited = 0, 0.0
         while True:
+            self.check_stop()
             attempt += 1
             try:
-                response = self.session.post(
-                    self.auth_url, data={"username": username, "password": password, "token": "true"},
-                    allow_redirects=False,
-                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds),
-                )
-                if 200 <= response.status_code < 300 and response.text.strip():
+                answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
+                                   data={"username": username, "password": password, "token": "true"})
+                if 200 <= answer.status < 300 and 0 < len(answer.body.strip()) <= MAX_TOKEN_BYTES:
                     log.info("Logged in as QUALYS_USERNAME")
-                    return response.text.strip()
-                if response.status_code not in RETRYABLE_STATUSES:
-                    raise AuthError(f"login failed: HTTP {response.status_code} {gateway_message(response)}"
-                                    " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
-                problem = f"HTTP {response.status_code}"
-            except requests.exceptions.RequestException as exc:
-                problem = f"network error ({type(exc).__name__})"
-            if attempt >= self.policy.max_attempts:
-                raise AuthError(f"login failed: {problem} after {attempt} attempts")
-            delay = self.policy.backoff_seconds(attempt, self.rng)
-            log.warning("Login: %s (attempt %d of %d); retrying in %.1fs", problem, attempt,
-                        self.policy.max_attempts, delay)
-            self.clock.sleep(delay)
+                    return bytes(answer.body).decode("utf-8", "replace").strip()
+                if 200 <= answer.status < 300:
+                    raise TransientError(f"HTTP {answer.status} without a token in its body")
+                if answer.status not in RETRYABLE_STATUSES:
+                    raise AuthError(f"login failed: HTTP {answer.status} {gateway_message(answer, self.redact)}"
+                                    .rstrip() + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
+                raise TransientError(f"HTTP {answer.status}")
+            except TransientError as exc:
+                try:
+                    waited = self._after_failure(exc, "Login", attempt, waited)
+                except WeekFailed as failure:
+                    raise WeekFailed(f"login failed: {failure}") from None
+
+
+# --- Reading pages --------------------------------------------------------------------
+
+
+class NumberText(str):
+    """A JSON number Python cannot hold (1e400, or an integer of thousands of digits), as its text."""
+
+
+def exact_float(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else NumberText(text)
+
+
+def exact_int(text: str):
+    try:
+        return int(text)
+    except ValueError:  # Python 3.11+ refuses to convert integers of more than 4,300 digits
+        return NumberText(text)
+
+
+def reject_constant(name: str):
+    raise NotJson(f"{name} is not JSON")
+
+
+STRICT_JSON = json.JSONDecoder(parse_float=exact_float, parse_constant=reject_constant)
+LENIENT_JSON = json.JSONDecoder(parse_float=exact_float, parse_int=exact_int, parse_constant=reject_constant)
+JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def decode_at(text: str, position: int):
+    """Decode the JSON value that starts at position; return (value, end)."""
+    try:
+        try:
+            return STRICT_JSON.raw_decode(text, position)
+        except (json.JSONDecodeError, NotJson):
+            raise
+        except ValueError:  # an integer too long to convert: decode it as text instead
+            return LENIENT_JSON.raw_decode(text, position)
+    except ValueError as exc:
+        raise TransientError(f"the body is not valid JSON ({shorten(str(exc), 120)})") from None
+    except RecursionError:
+        raise PageUndecodable("a container is nested too deeply to be decoded") from None
+
+
+def skip_space(text: str, position: int) -> int:
+    return JSON_SPACE.match(text, position).end()
+
+
+def expect(text: str, position: int, char: str) -> int:
+    """Check that char is at position; return the position after it and any space."""
+    if text[position:position + 1] != char:
+        raise TransientError(f"the body is not valid JSON (expected {char!r} at character {position})")
+    return skip_space(text, position + 1)
+
+
+def walk_page(text: str):
+    """Yield (item, start, end) for each item of a page's data, decoding one item at a time.
+
+    The page must be one JSON object; its data may be a list, a single object, null or absent."""
+    position = expect(text, skip_space(text, 0), "{")
+    seen_data = False
+    while text[position:position + 1] != "}":
+        if text[position:position + 1] != '"':
+            raise TransientError("the body is not valid JSON (a key is not a string)")
+        key, position = decode_at(text, position)
+        position = expect(text, skip_space(text, position), ":")
+        if key == "data":
+            if seen_data:
+                raise TransientError("the page has two data fields")
+            seen_data = True
+            position = yield from walk_data(text, position)
+        else:
+            _, position = decode_at(text, position)
+        position = skip_space(text, position)
+        if text[position:position + 1] != ",":
+            break
+        position = skip_space(text, position + 1)
+    position = expect(text, position, "}")
+    if position != len(text):
+        raise TransientError("the body has data after its JSON object")
+
+
+def walk_data(text: str, position: int):
+    """Yield the items of the data value at position; return the position after it."""
+    if text[position:position + 1] != "[":
+        value, end = decode_at(text, position)
+        if isinstance(value, dict):
+            yield value, position, end
+        elif value is not None:
+            raise TransientError("the response's data is neither a list nor an object")
+        return end
+    position = skip_space(text, position + 1)
+    if text[position:position + 1] == "]":
+        return position + 1
+    while True:
+        item, end = decode_at(text, position)
+        yield item, position, end
+        position = skip_space(text, end)
+        if text[position:position + 1] != ",":
+            break
+        position = skip_space(text, position + 1)
+    if text[position:position + 1] != "]":
+        raise TransientError(f"the body is not valid JSON (expected ']' at character {position})")
+    return position + 1
+
+
+def page_text(body):
+    """Decode a page as UTF-8; return (text, whether its characters are its bytes).
+
+    A byte-order mark is dropped; bytes that are not UTF-8 become U+FFFD, with a warning."""
+    if body.isascii():
+        return body.decode("ascii"), True
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        log.warning("A page held bytes that are not UTF-8; they were replaced by U+FFFD")
+    return (text[1:] if text.startswith("\ufeff") else text), False
+
+
+def compact_json(value) -> str:
+    """Render a decoded value as compact JSON with sorted keys; deep values without recursion."""
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        pass
+    parts, pending = [], [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is _Markup:
+            parts.append(item)
+        elif isinstance(item, dict):
+            entries = sorted(item.items())
+            pending.append(_Markup("}"))
+            for index in range(len(entries) - 1, -1, -1):
+                pending.append(entries[index][1])
+                pending.append(_Markup(("," if index else "") + json.dumps(entries[index][0], ensure_ascii=False)
+                                       + ":"))
+            pending.append(_Markup("{"))
+        elif isinstance(item, list):
+            pending.append(_Markup("]"))
+            for index in range(len(item) - 1, -1, -1):
+                pending.append(item[index])
+                if index:
+                    pending.append(_Markup(","))
+            pending.append(_Markup("["))
+        else:
+            parts.append(json.dumps(item, ensure_ascii=False))
+    return "".join(parts)
+
+
+class _Markup(str):
+    """A piece of JSON punctuation on compact_json's work list."""
+
+
+def uuid_key(container):
+    """The key a container is de-duplicated by: its uuid, typed, so that 1, 1.0, true and "1" differ."""
+    value = container.get("uuid") if type(container) is dict else None
+    if value is None or type(value) is str:
+        return value
+    return (type(value).__name__, compact_json(value))
 
 
 # --- Writing reports ------------------------------------------------------------------
@@ -720,12 +1341,20 @@ def format_time(value) -> str:
     """Render epoch milliseconds (a string or a number) as ISO-8601 UTC; leave others as text."""
     if value is None or value == "" or value == "null":
         return ""
+    moment = epoch_ms_time(value)
+    if moment is None:
+        return format_cell(value)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{moment.microsecond // 1000:03d}Z" if moment.microsecond else f"{stamp}Z"
+
+
+def epoch_ms_time(value):
+    """Epoch milliseconds as a UTC datetime, or None when value is not such a number."""
     try:
         seconds, millis = divmod(int(value), 1000)
-        stamp = (EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+        return EPOCH + dt.timedelta(seconds=seconds, milliseconds=millis)
     except (TypeError, ValueError, OverflowError):
-        return format_cell(value)
-    return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
+        return None
 
 
 def format_value(value) -> str:
@@ -743,16 +1372,44 @@ def format_value(value) -> str:
     if isinstance(value, dict):
         if len(value) == 2 and "key" in value and "value" in value:
             return f"{format_value(value['key'])}={format_value(value['value'])}"
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return compact_json(value)
     return str(value)
+
+
+def format_text(value) -> str:
+    """format_value, but a value nested too deeply to render that way becomes compact JSON."""
+    try:
+        return format_value(value)
+    except RecursionError:
+        return compact_json(value)
 
 
 def format_cell(value) -> str:
     """Render a value for the CSV, with a leading ' on text a spreadsheet would run as a formula."""
-    text = format_value(value)
+    text = format_text(value)
     if text and text[0] in FORMULA_TRIGGERS and not PLAIN_NUMBER.match(text):
         return "'" + text
     return text
+
+
+def typed_cell(value):
+    """A workbook cell's value: numbers stay numbers, booleans booleans, everything else text."""
+    if type(value) is bool:
+        return value
+    if type(value) is float or (type(value) is int and abs(value) <= XLSX_EXACT_INTEGER):
+        return value
+    text = format_text(value)
+    return text if text else None
+
+
+def typed_time(value):
+    """A workbook time cell: epoch milliseconds become a UTC datetime, anything else text."""
+    if value is None or value == "" or value == "null":
+        return None
+    moment = epoch_ms_time(value)
+    if moment is None or not 1900 <= moment.year <= 9999:
+        return typed_cell(value)
+    return moment.replace(tzinfo=None)
 
 
 def compile_path(column: str) -> tuple:
@@ -788,11 +1445,13 @@ def software_field(field: str):
         if not isinstance(software, list):
             return None
         values = [entry.get(field) if type(entry) is dict else None for entry in software]
-        try:  # the hot path: every value is already a string
-            if "null" not in values:
+        if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
+            values = ["" if value is None else value for value in values]
+        if "null" not in values:
+            try:  # the hot path: every value is a string
                 return LIST_SEPARATOR.join(values)
-        except TypeError:
-            pass
+            except TypeError:
+                pass
         return LIST_SEPARATOR.join(format_value(value) for value in values)
     return getter
 
@@ -803,18 +1462,23 @@ def vuln_field(field: str):
 
 
 class RowFlattener:
-    """Turns one container into CSV rows, one per vulnerability, with column paths resolved once."""
+    """Turns one container into rows, one per vulnerability, with column paths resolved once.
 
-    def __init__(self, columns):
+    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans)."""
+
+    def __init__(self, columns, typed: bool = False):
         self.header = list(columns)
         self.unknown = [column for column in columns if column not in CSV_COLUMNS]
-        self._blank = [""] * len(self.header)
+        self._blank = [None if typed else ""] * len(self.header)
         self._container_cells = []  # (position, steps, formatter)
         self._vuln_cells = []  # (position, getter, formatter)
         for position, column in enumerate(self.header):
-            formatter = format_time if column in TIME_COLUMNS else format_cell
             if column in self.unknown:
                 continue
+            if typed:
+                formatter = typed_time if column in TIME_COLUMNS else typed_cell
+            else:
+                formatter = format_time if column in TIME_COLUMNS else format_cell
             if column in VULN_FIELDS:
                 self._vuln_cells.append((position, vuln_field(VULN_FIELDS[column]), formatter))
             elif column in VULN_SOFTWARE_FIELDS:
@@ -845,6 +1509,29 @@ class RowFlattener:
         return rows
 
 
+def csv_bytes(text: str) -> bytes:
+    """Encode CSV text as UTF-8; a lone surrogate (from a \\ud800 escape) becomes U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+def csv_text(rows, header=None) -> str:
+    """Render rows (and a header row first) in our CSV format: every cell quoted, CRLF."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, **CSV_FORMAT)
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def csv_head(header) -> bytes:
+    """The start of every CSV: a UTF-8 byte-order mark and the header row."""
+    return b"\xef\xbb\xbf" + csv_bytes(csv_text([], header))
+
+
 def fsync_folder(folder: str) -> None:
     """Make a rename in folder durable, where the OS allows it."""
     if os.name != "posix":
@@ -857,8 +1544,9 @@ def fsync_folder(folder: str) -> None:
 
 
 def open_new(path: str, mode: str, **options):
-    """Open a file for writing with FILE_MODE under the umask (mkstemp would force 0600)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_EXCL)
+    """Open a new file with FILE_MODE under the umask (mkstemp would force 0600), never through a symlink."""
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if "a" in mode else os.O_EXCL)
+    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
     return open(os.open(path, flags, FILE_MODE), mode, **options)
 
 
@@ -871,15 +1559,15 @@ def remove_quietly(path: str) -> None:
 
 
 class StagedFile:
-    """A file written in temp_reports/ and moved into place whole, or never."""
+    """A binary file written in temp_reports/ and moved into place whole, or never."""
 
-    def __init__(self, temp_folder: str, final_path: str, encoding: str):
-        name = f"{os.path.basename(final_path)}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}"
-        self.temp_path = os.path.join(temp_folder, name)
+    def __init__(self, temp_folder: str, final_path: str):
+        self.temp_path = os.path.join(temp_folder, temp_name(os.path.basename(final_path)))
         self.final_path = final_path
-        self.stream = open_new(self.temp_path, "w", encoding=encoding, newline="")
+        self.stream = open_new(self.temp_path, "w+b")
 
     def publish(self) -> None:
+        """Flush and fsync the file, move it into place, and fsync its folder."""
         self.stream.flush()
         os.fsync(self.stream.fileno())
         self.stream.close()
@@ -887,91 +1575,217 @@ class StagedFile:
         fsync_folder(os.path.dirname(self.final_path) or ".")
 
     def discard(self) -> None:
-        if not self.stream.closed:
+        """Remove the temp file, even when closing it fails (a full disk)."""
+        try:
             self.stream.close()
+        except OSError:
+            pass
         remove_quietly(self.temp_path)
 
 
-def csv_writer(stream, header):
-    """Start a CSV in our format (every cell quoted, CRLF rows) and write its header row."""
-    writer = csv.writer(stream, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow(header)
-    return writer
+@dataclasses.dataclass
+class PageStats:
+    """What one page brought: its items, the new ones written, and uuids not seen before."""
+
+    items: int = 0
+    written: int = 0
+    new_uuids: int = 0
 
 
-class WeekWriter:
-    """Streams a week's containers into staged JSON and CSV files, de-duplicated by uuid.
+class Fragment:
+    """One chain's share of a week, staged: its containers as JSON lines and its CSV rows.
 
-    The JSON is an array with one container per line, so it can be read back line by line.
-    """
+    Each container is written exactly as the gateway sent it (its own bytes, one line, then
+    ','), never re-encoded. A page is written whole or not at all, so a page that fails half
+    way can be fetched again. Containers are de-duplicated by uuid within the fragment."""
 
-    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener):
-        self.job = job
-        self.seen_uuids = set()
-        self.containers = 0
-        self.rows = 0
-        self.duplicates = 0
-        self._json = StagedFile(temp_folder, job.json_path, "utf-8")
-        self._csv = StagedFile(temp_folder, job.csv_path, "utf-8-sig")
-        self._csv_writer = csv_writer(self._csv.stream, flattener.header)
-        self._flattener = flattener
+    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, tag: str, whole_week: bool):
+        self.whole_week = whole_week  # the week's only fragment: its files are the final ones
+        self.flattener = flattener
+        self.keys = set()
+        self.containers = self.rows = self.duplicates = 0
+        self.json = self.csv = None
+        try:
+            self.json = StagedFile(temp_folder, job.json_path + tag)
+            self.csv = StagedFile(temp_folder, job.csv_path + tag)
+            if whole_week:
+                self.json.stream.write(b"[\n")
+                self.csv.stream.write(csv_head(flattener.header))
+        except BaseException:
+            self.discard()
+            raise
 
-    def add(self, containers) -> None:
-        """Write a page's containers, skipping uuids this week already has."""
-        for container in containers:
-            container_uuid = container.get("uuid") if isinstance(container, dict) else None
-            if container_uuid is not None:
-                if container_uuid in self.seen_uuids:
+    def add_page(self, body) -> PageStats:
+        """Write a page's containers that this fragment does not have yet."""
+        if body is None:
+            return PageStats()
+        text, same_bytes = page_text(body)
+        multiline = "\n" in text or "\r" in text
+        stats, new_keys, spans, rows = PageStats(), set(), [], []
+        for container, start, end in walk_page(text):
+            stats.items += 1
+            key = uuid_key(container)
+            if key is not None:
+                if key in self.keys or key in new_keys:
                     self.duplicates += 1
                     continue
-                self.seen_uuids.add(container_uuid)
-            self._json.stream.write(",\n" if self.containers else "[\n")
-            self._json.stream.write(json.dumps(container, separators=(",", ":")))
-            self.containers += 1
-            rows = self._flattener.rows(container)
-            self._csv_writer.writerows(rows)
-            self.rows += len(rows)
-
-    def publish(self) -> None:
-        """Move the CSV (if any rows) and then the JSON, the week's done marker, into place."""
-        self._json.stream.write("\n]\n" if self.containers else "[]\n")
-        if self.containers:
-            self._csv.publish()
-        else:
-            self._csv.discard()
-            remove_quietly(self.job.csv_path)  # an old CSV of this name no longer matches
-        self._json.publish()
-        for stale in self.job.stale_paths:
-            remove_quietly(stale)
+                new_keys.add(key)
+            spans.append((start, end))
+            rows += self.flattener.rows(container)
+        parts = []
+        for start, end in spans:  # one line per container: what the gateway sent, minus line breaks
+            if same_bytes and not multiline:
+                parts.append(memoryview(body)[start:end])
+            else:
+                raw = text[start:end]
+                parts.append((raw.replace("\n", "").replace("\r", "") if multiline else raw).encode("utf-8"))
+            parts.append(b",\n")
+        self.json.stream.writelines(parts)
+        self.csv.stream.write(csv_bytes(csv_text(rows)))
+        self.keys |= new_keys
+        stats.written, stats.new_uuids = len(spans), len(new_keys)
+        self.containers += len(spans)
+        self.rows += len(rows)
+        return stats
 
     def discard(self) -> None:
-        self._json.discard()
-        self._csv.discard()
+        for staged in (self.json, self.csv):
+            if staged is not None:
+                staged.discard()
+
+
+def close_json_array(stream, containers: int) -> None:
+    """End a staged weekly JSON: '[' + lines 'container,' becomes a JSON array, or '[]' when empty."""
+    if containers:
+        stream.seek(-2, os.SEEK_END)  # the last container's ',\n'
+        stream.truncate()
+        stream.write(b"\n]\n")
+    else:
+        stream.seek(0)
+        stream.truncate()
+        stream.write(b"[]\n")
+
+
+def json_lines(stream):
+    """Yield (line, container) for the container lines of a staged or stored weekly JSON."""
+    for line in stream:
+        line = line.rstrip(b"\r\n").rstrip(b",")
+        if line in (b"", b"[", b"]", b"[]"):
+            continue
+        text = line.decode("utf-8")
+        container, end = decode_at(text, 0)
+        if end != len(text):
+            raise TransientError("a line holds more than one JSON value")
+        yield line, container
+
+
+def join_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener):
+    """Join the slices' fragments, in time order, into the week's staged JSON and CSV.
+
+    A container that an earlier slice already has is dropped (the slow path, re-reading
+    that fragment, runs only when the gateway served one container in two slices)."""
+    final_json = StagedFile(temp_folder, job.json_path)
+    final_csv = None
+    try:
+        final_csv = StagedFile(temp_folder, job.csv_path)
+        final_json.stream.write(b"[\n")
+        final_csv.stream.write(csv_head(flattener.header))
+        earlier, containers, rows = set(), 0, 0
+        for fragment in fragments:
+            twice = fragment.keys & earlier
+            for staged in (fragment.json, fragment.csv):
+                staged.stream.flush()
+                staged.stream.seek(0)
+            if not twice:
+                shutil.copyfileobj(fragment.json.stream, final_json.stream)
+                shutil.copyfileobj(fragment.csv.stream, final_csv.stream)
+                added, added_rows = fragment.containers, fragment.rows
+            else:
+                added, added_rows = copy_without(fragment, twice, final_json.stream, final_csv.stream, flattener)
+            containers, rows = containers + added, rows + added_rows
+            earlier |= fragment.keys
+        return final_json, final_csv, containers, rows
+    except BaseException:
+        for staged in (final_json, final_csv):
+            if staged is not None:
+                staged.discard()
+        raise
+
+
+def copy_without(fragment: Fragment, skip_keys, json_out, csv_out, flattener: RowFlattener):
+    """Copy a fragment's containers except those with the given uuid keys; return (containers, rows)."""
+    log.info("A container came in two slices of one week; keeping its first copy")
+    containers = rows = 0
+    for line, container in json_lines(fragment.json.stream):
+        if uuid_key(container) in skip_keys:
+            continue
+        json_out.write(line + b",\n")
+        container_rows = flattener.rows(container)
+        csv_out.write(csv_bytes(csv_text(container_rows)))
+        containers, rows = containers + 1, rows + len(container_rows)
+    return containers, rows
+
+
+def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
+    """Join a week's fragments and move its files into place: CSV and workbook first, JSON (the done
+    marker) last; return (containers, CSV rows). A week without containers removes its old CSV."""
+    if len(fragments) == 1 and fragments[0].whole_week:
+        final_json, final_csv = fragments[0].json, fragments[0].csv
+        containers, rows = fragments[0].containers, fragments[0].rows
+    else:
+        final_json, final_csv, containers, rows = join_fragments(job, fragments, temp_folder, flattener)
+    workbook = None
+    try:
+        close_json_array(final_json.stream, containers)
+        if containers and workbook_columns is not None:
+            final_json.stream.flush()
+            workbook = StagedFile(temp_folder, job.xlsx_path)
+            write_workbook(final_json.temp_path, workbook.stream, workbook_columns, sheet_name(job.week),
+                           temp_folder)
+        if containers:
+            final_csv.publish()
+            if workbook is not None:
+                workbook.publish()
+        else:
+            final_csv.discard()
+            remove_quietly(job.csv_path)  # an old CSV (or workbook) of this name no longer matches
+            remove_quietly(job.xlsx_path)
+        final_json.publish()
+    except BaseException:
+        for staged in (final_json, final_csv, workbook):
+            if staged is not None:
+                staged.discard()
+        raise
+    for stale in job.stale_paths:
+        remove_quietly(stale)
+    return containers, rows
 
 
 def read_report(path: str):
-    """Yield the containers of a stored weekly JSON, one line at a time when it has our layout."""
-    with open(path, encoding="utf-8") as stream:
-        first = stream.readline()
-        if first.strip() not in ("[", "[]"):
-            stream.seek(0)
-            yield from json.load(stream)
+    """Yield the containers of a stored weekly JSON, a line at a time when it has our layout."""
+    with open(path, "rb") as stream:
+        first = stream.readline().strip()
+        if first in (b"[", b"[]"):
+            for _, container in json_lines(stream):
+                yield container
             return
-        for line in stream:
-            line = line.rstrip().rstrip(",")
-            if line and line != "]":
-                yield json.loads(line)
+        stream.seek(0)
+        text = stream.read().decode("utf-8")
+    containers, end = decode_at(text, skip_space(text, 0))
+    if not isinstance(containers, list) or skip_space(text, end) != len(text):
+        raise TransientError("it is not a JSON array")
+    yield from containers
 
 
 def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowFlattener):
     """Write csv_path afresh from a stored weekly JSON; return (containers, rows)."""
-    staged = StagedFile(temp_folder, csv_path, "utf-8-sig")
+    staged = StagedFile(temp_folder, csv_path)
     try:
-        writer = csv_writer(staged.stream, flattener.header)
+        staged.stream.write(csv_head(flattener.header))
         containers = rows = 0
         for container in read_report(json_path):
             container_rows = flattener.rows(container)
-            writer.writerows(container_rows)
+            staged.stream.write(csv_bytes(csv_text(container_rows)))
             containers += 1
             rows += len(container_rows)
         if containers:
@@ -983,6 +1797,81 @@ def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowF
     except BaseException:
         staged.discard()
         raise
+
+
+def import_xlsxwriter():
+    """Import XlsxWriter, the optional dependency of --xlsx, or say how to install it."""
+    try:
+        import xlsxwriter
+    except ImportError:
+        raise UsageError("--xlsx needs the XlsxWriter package: .venv/bin/python -m pip install XlsxWriter "
+                         "(or your distribution's python3-xlsxwriter)") from None
+    return xlsxwriter
+
+
+def column_width(column: str) -> int:
+    """A width that fits a column's typical values."""
+    if column in TIME_COLUMNS:
+        return 24
+    if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
+        return 40
+    return min(max(len(column) + 2, 12), 40)
+
+
+def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS) -> int:
+    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
+
+    Text is always a string cell (never guessed, never a formula), times are UTC dates,
+    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
+    xlsxwriter = import_xlsxwriter()
+    flattener = RowFlattener(columns, typed=True)
+    workbook = xlsxwriter.Workbook(stream, {"constant_memory": True, "tmpdir": temp_folder,
+                                            "strings_to_numbers": False, "strings_to_formulas": False,
+                                            "strings_to_urls": False})
+    time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
+    sheets, sheet, row_number, total = 0, None, max_rows, 0
+    for container in read_report(json_path):
+        for row in flattener.rows(container):
+            if row_number >= max_rows:
+                finish_sheet(sheet, row_number, len(columns))
+                sheets += 1
+                sheet = start_sheet(workbook, sheet_name if sheets == 1 else f"{sheet_name}_{sheets}", columns)
+                row_number = 1
+            write_row(sheet, row_number, row, time_format)
+            row_number, total = row_number + 1, total + 1
+    finish_sheet(sheet, row_number, len(columns))
+    workbook.close()
+    return total
+
+
+def start_sheet(workbook, name: str, columns):
+    """Add a sheet with a frozen header row and widths that fit typical values."""
+    sheet = workbook.add_worksheet(name)
+    for position, column in enumerate(columns):
+        sheet.set_column(position, position, column_width(column))
+        sheet.write_string(0, position, column)
+    sheet.freeze_panes(1, 0)
+    return sheet
+
+
+def finish_sheet(sheet, rows: int, width: int) -> None:
+    if sheet is not None:
+        sheet.autofilter(0, 0, max(rows - 1, 0), width - 1)
+
+
+def write_row(sheet, row_number: int, row, time_format) -> None:
+    """Write one row's typed values; a blank is an empty cell."""
+    for position, value in enumerate(row):
+        if value is None:
+            continue
+        if type(value) is str:
+            sheet.write_string(row_number, position, SURROGATE.sub("\ufffd", value))
+        elif type(value) is bool:
+            sheet.write_boolean(row_number, position, value)
+        elif isinstance(value, dt.datetime):
+            sheet.write_datetime(row_number, position, value, time_format)
+        else:
+            sheet.write_number(row_number, position, value)
 
 
 # --- Run ------------------------------------------------------------------------------
@@ -998,10 +1887,12 @@ class Settings:
     optional_filter: str = ""
     csv_columns: tuple = CSV_COLUMNS
     output_dir: str = "."
-    workers: int = 4
+    workers: int = DEFAULT_WORKERS
     local_time: bool = False
     dry_run: bool = False
     rebuild_csv: bool = False
+    xlsx: bool = False
+    slices: int = DEFAULT_SLICES
     policy: RetryPolicy = RetryPolicy()
     env_token: str = dataclasses.field(default="", repr=False)
     embedded_token: str = dataclasses.field(default="", repr=False)
@@ -1028,15 +1919,19 @@ class Summary:
     fetched: int = 0
     skipped: int = 0
     failed: int = 0
+    unfinished: int = 0
     containers: int = 0
     rows: int = 0
     seconds: float = 0.0
     output_dir: str = "."
+    verb: str = "fetched"
+    stopped_by: object = None  # the AuthError, GatewayUnreachable or Interrupted that ended the run early
 
     def line(self) -> str:
-        return (f"Summary: {self.planned} weeks planned, {self.fetched} fetched, {self.skipped} skipped, "
-                f"{self.failed} failed; {self.containers} containers, {self.rows} CSV rows; "
-                f"{self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
+        unfinished = f", {self.unfinished} not finished" if self.unfinished else ""
+        return (f"Summary: {plural(self.planned, 'week')} planned, {self.fetched} {self.verb}, "
+                f"{self.skipped} skipped, {self.failed} failed{unfinished}; {plural(self.containers, 'container')}, "
+                f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
 
 
 class Progress:
@@ -1077,6 +1972,7 @@ class Progress:
         with self._lock:
             self._clear()
             self.stream.write(text + "\n")
+            self.stream.flush()
             self._redraw()
 
     def finish(self) -> None:
@@ -1085,8 +1981,8 @@ class Progress:
 
     def _status(self) -> str:
         wait = next(iter(self._waits.values()), "")
-        return (f"weeks {self.weeks_done}/{self.weeks_total}  containers {self.containers}  "
-                f"pages {self.pages}  {wait}").rstrip()
+        weeks = f"weeks {self.weeks_done}/{self.weeks_total}  " if self.weeks_total else ""
+        return f"{weeks}{plural(self.containers, 'container')}  {plural(self.pages, 'page')}  {wait}".rstrip()
 
     def _redraw(self) -> None:
         if self.live:
@@ -1122,10 +2018,10 @@ def folder_lock(layout: Layout):
 
 
 def clean_temp(layout: Layout) -> int:
-    """Delete what a killed run left in temp_reports/; return how many files went."""
+    """Delete this script's staged files in temp_reports/ (a killed run's, or this run's); return how many."""
     removed = 0
     for name in os.listdir(layout.temp):
-        if name.endswith(TEMP_SUFFIX):
+        if TEMP_NAME.match(name):
             remove_quietly(os.path.join(layout.temp, name))
             removed += 1
     return removed
@@ -1139,182 +2035,377 @@ def make_flattener(columns) -> RowFlattener:
     return flattener
 
 
-def make_client(settings: Settings, session, clock, progress, remember_secret) -> GatewayClient:
+def make_client(settings: Settings, session, clock, progress, secrets, stop) -> GatewayClient:
     """Wire the gateway client with its shared pacer and token broker."""
-    client = GatewayClient(settings.gateway, session, None, Pacer(clock), clock, settings.policy,
-                           random.Random(), progress)
+    client = GatewayClient(settings.gateway, session, clock, settings.policy, random.Random(), progress,
+                           secrets.redact, stop)
     login = None
     if settings.username and settings.password:
         login = functools.partial(client.log_in, settings.username, settings.password)
     sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
-    client.tokens = TokenBroker(sources, login, clock, remember_secret)
+    client.tokens = TokenBroker(sources, login, clock, secrets.remember)
     return client
 
 
-def fetch_week(job: WeekJob, client: GatewayClient, writer: WeekWriter, progress, stop) -> int:
-    """Page through one week into the writer; return the number of pages."""
-    cursor, used, pages = None, set(), 0
-    while True:
-        if stop.is_set():
-            raise WeekFailed("the run is stopping")
-        page = client.fetch_page(job.query, cursor, job.week.label)
-        before = writer.containers
-        writer.add(page.containers)
-        pages += 1
-        progress.page(writer.containers - before)
-        if not page.containers or page.next_cursor is None:
-            return pages
-        if page.next_cursor in used:
-            log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", job.week.label)
-            return pages
-        used.add(page.next_cursor)
-        cursor = page.next_cursor
+def slices_per_week(slices: int, weeks_to_fetch: int) -> int:
+    """How many time slices a large week is fetched as: --slices shared by the run's weeks.
+
+    It depends only on the plan, never on --workers, so the files are the same whatever
+    --workers is. A backfill of many weeks keeps the rate limit busy without slices."""
+    return max(1, slices // max(weeks_to_fetch, 1))
 
 
-def export_week(job: WeekJob, client, layout: Layout, flattener, progress, stop) -> WeekResult:
-    """Fetch one week and publish its files, or publish nothing if any page fails."""
-    writer = WeekWriter(job, layout.temp, flattener)
-    try:
-        pages = fetch_week(job, client, writer, progress, stop)
-        writer.publish()
-    except BaseException:
-        writer.discard()
-        raise
-    if writer.duplicates:
-        log.info("Week %s: skipped %d containers the gateway served twice", job.week.label, writer.duplicates)
-    log.info("Week %s: %d containers, %d CSV rows, %d pages -> %s%s", job.week.label, writer.containers,
-             writer.rows, pages, os.path.basename(job.json_path), " (open week, fetched again next run)"
-             if job.partial else "")
-    return WeekResult(job.week, containers=writer.containers, rows=writer.rows, pages=pages)
+@dataclasses.dataclass
+class Chain:
+    """One sequential run of pages: a whole week (index 0), or one of its time slices (1, 2, ...)."""
+
+    week: "WeekRun"
+    index: int
+    query: str
+    label: str
 
 
-def attempt_week(job: WeekJob, export_one, stop) -> WeekResult:
-    """Run one week's export, turning its failure into a failed WeekResult."""
-    try:
-        return export_one(job)
-    except AuthError:
-        stop.set()
-        raise
-    except WeekFailed as exc:
-        message = str(exc)
-    except OSError as exc:
-        message = f"cannot write its files: {exc}"
-    except Exception as exc:  # a bug must not take the other weeks down with it
-        log.exception("Week %s: unexpected error", job.week.label)
-        message = f"unexpected error: {type(exc).__name__}"
-    log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.", job.week.label, message)
-    return WeekResult(job.week, error=message)
+class WeekRun:
+    """A week in flight: the fragments its chains wrote, the chains still paging, and its outcome."""
+
+    def __init__(self, job: WeekJob, order: int, slices: int):
+        self.job = job
+        self.order = order
+        self.slices = slices
+        self.lock = threading.Lock()
+        self.fragments = {}  # chain index -> Fragment
+        self.pending = 1  # chains not ended yet
+        self.error = ""
+        self.pages = 0
+        self.split = False
+
+    def fail(self, message: str) -> None:
+        with self.lock:
+            self.error = self.error or message
 
 
-def run_jobs(jobs, export_one, workers: int, stop, progress) -> list:
-    """Export jobs on up to `workers` threads; return their results in job order."""
-    pending = queue.Queue()
-    for index, job in enumerate(jobs):
-        pending.put((index, job))
-    finished = queue.Queue()
+SPLIT = "split"  # what a week's first chain returns when the week is to be fetched as slices
 
-    def work():
-        while not stop.is_set():
-            try:
-                index, job = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                finished.put((index, attempt_week(job, export_one, stop), None))
-            except BaseException as exc:
-                finished.put((index, None, exc))
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(jobs)))]
-    for thread in threads:
-        thread.start()
-    results = [None] * len(jobs)
-    while any(thread.is_alive() for thread in threads) or not finished.empty():
+class Exporter:
+    """Runs the planned weeks on a pool of worker threads, sharing one client (pacer, tokens).
+
+    Work is a queue of chains, earliest week first. A week whose first page says there is
+    more is, in a run of few weeks, fetched again as time slices that run side by side; the
+    worker that ends a week's last chain publishes it. The main thread only waits and stops."""
+
+    def __init__(self, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop):
+        self.settings = settings
+        self.client = client
+        self.layout = layout
+        self.flattener = flattener
+        self.progress = progress
+        self.stop = stop
+        self.workbook_columns = settings.csv_columns if settings.xlsx else None
+        self.chains = queue.PriorityQueue()
+        self.events = queue.Queue()
+        self.results = {}  # week order -> WeekResult
+        self.threads = []
+        self._sequence = 0
+        self._lock = threading.Lock()
+
+    def run(self, jobs) -> None:
+        """Export the jobs; return when all are done, raise what stops the run (tokens, signals)."""
+        slices = slices_per_week(self.settings.slices, len(jobs))
+        for order, job in enumerate(jobs):
+            self._submit(Chain(WeekRun(job, order, slices), 0, job.query, job.week.label))
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"worker-{number}")
+                        for number in range(min(self.settings.workers, len(jobs)))]
+        for thread in self.threads:
+            thread.start()
         try:
-            index, result, error = finished.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if error is not None:  # no token left: stop now, without waiting out other workers' sleeps
-            stop.set()
-            raise error
-        results[index] = result
-        progress.week_done()
-    return [result or WeekResult(job.week, error="not started") for job, result in zip(jobs, results)]
+            ended = 0
+            while ended < len(jobs):
+                try:
+                    kind, payload = self.events.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if kind == "fatal":
+                    raise payload
+                ended += 1
+                self.progress.week_done()
+        finally:
+            self.shut_down()
+
+    def shut_down(self) -> None:
+        """Stop the workers: cut requests off, wake sleepers, and wait a bounded time for them."""
+        self.stop.set()
+        self.client.watch.abort_all()
+        for _ in self.threads:
+            self._submit(None)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _submit(self, chain) -> None:
+        with self._lock:
+            self._sequence += 1
+            key = (-1, 0) if chain is None else (chain.week.order, chain.index)
+            self.chains.put((key, self._sequence, chain))
+
+    def _work(self) -> None:
+        while True:
+            _, _, chain = self.chains.get()
+            if chain is None:
+                return
+            if self.stop.is_set():
+                continue
+            try:
+                self._run_chain(chain)
+            except BaseException as exc:  # no token left, or a gateway that never answers: stop the run
+                self.events.put(("fatal", exc))
+                return
+
+    def _run_chain(self, chain: Chain) -> None:
+        week = chain.week
+        fragment = None
+        try:
+            fragment = Fragment(week.job, self.layout.temp, self.flattener,
+                                "" if chain.index == 0 else f".slice{chain.index}", chain.index == 0)
+            outcome = self._page_through(chain, fragment)
+        except (AuthError, GatewayUnreachable) as exc:
+            self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
+            self._chain_ended(chain, fragment, f"the run stopped: {exc}")
+            return
+        except BaseException as exc:
+            self._chain_ended(chain, fragment, failure_message(week.job.week, exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if outcome == SPLIT:
+            fragment.discard()
+            self._split(week)
+        else:
+            self._chain_ended(chain, fragment, "")
+
+    def _page_through(self, chain: Chain, fragment: Fragment):
+        """Fetch a chain's pages into its fragment; return SPLIT when the week should be sliced."""
+        week, cursor, used, stale = chain.week, None, set(), 0
+        for number in range(1, MAX_PAGES_PER_CHAIN + 1):
+            if week.error:
+                raise WeekFailed(week.error)
+            stats, next_page = self.client.fetch_page(chain.query, cursor, chain.label, fragment.add_page)
+            with week.lock:
+                week.pages += 1
+            split = chain.index == 0 and number == 1 and week.slices > 1 and stats.items and next_page
+            self.progress.page(0 if split else stats.written)  # a split week's first page is not kept
+            if split:
+                return SPLIT
+            if not stats.items or next_page is None:
+                return None
+            stale = 0 if stats.new_uuids else stale + 1
+            if stale >= PAGES_WITHOUT_PROGRESS:
+                raise WeekFailed(f"the gateway served {stale} pages in a row without a container not already "
+                                 "seen, so the week is not known to be complete")
+            if next_page in used:
+                log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", chain.label)
+                return None
+            used.add(next_page)
+            cursor = next_page
+        raise WeekFailed(f"more than {MAX_PAGES_PER_CHAIN} pages; the week is not known to be complete")
+
+    def _split(self, week: WeekRun) -> None:
+        bounds = slice_bounds(week.job.week.start_ms, week.job.week.end_ms, week.slices)
+        with week.lock:
+            week.pending += len(bounds) - 1  # the whole-week chain ends, the slices begin
+            week.split = True
+        log.info("Week %s: more than one page; fetching it as %d time slices side by side",
+                 week.job.week.label, len(bounds))
+        for index, (start_ms, end_ms) in enumerate(bounds, start=1):
+            query = range_query(start_ms, end_ms, self.settings.optional_filter)
+            self._submit(Chain(week, index, query, f"{week.job.week.label} slice {index}/{len(bounds)}"))
+
+    def _chain_ended(self, chain: Chain, fragment, error: str) -> None:
+        week = chain.week
+        with week.lock:
+            if error:
+                week.error = week.error or error
+            if fragment is not None:
+                week.fragments[chain.index] = fragment
+            week.pending -= 1
+            last = week.pending == 0
+        if last:
+            self._finish_week(week)
+
+    def _finish_week(self, week: WeekRun) -> None:
+        """Publish a week whose chains all ended well, or discard everything it staged."""
+        fragments = [week.fragments[index] for index in sorted(week.fragments)]
+        result = WeekResult(week.job.week, error=week.error, pages=week.pages)
+        if not result.error:
+            try:
+                result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp,
+                                                              self.flattener, self.workbook_columns)
+                log_week_done(week, result)
+            except Exception as exc:
+                result.error = failure_message(week.job.week, exc)
+        if result.error:
+            for fragment in fragments:
+                fragment.discard()
+            if not result.error.startswith("the run stopped"):
+                log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
+                          week.job.week.label, result.error)
+        self.results[week.order] = result
+        self.events.put(("week", result))
 
 
-def run_report(settings: Settings, session, clock, progress, remember_secret) -> Summary:
+def failure_message(week: Week, exc: BaseException) -> str:
+    """Say in one line why a week failed; an unexpected error's traceback goes to the log file only."""
+    if isinstance(exc, WeekFailed):
+        return "the run stopped" if str(exc) == "the run is stopping" else str(exc)
+    if isinstance(exc, OSError):
+        return f"cannot write its files: {exc}"
+    if isinstance(exc, Exception):
+        log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
+                  exc_info=exc)
+        return f"unexpected error: {type(exc).__name__}"
+    return "the run stopped"
+
+
+def log_week_done(week: WeekRun, result: WeekResult) -> None:
+    fragments = week.fragments.values()
+    duplicates = sum(fragment.duplicates for fragment in fragments)
+    if duplicates:
+        log.info("Week %s: skipped %s the gateway served twice", week.job.week.label,
+                 plural(duplicates, "container"))
+    log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
+             plural(result.rows, "CSV row"), plural(result.pages, "page"),
+             f" in {len(week.fragments)} slices" if week.split else "", os.path.basename(week.job.json_path),
+             " (open week, fetched again next run)" if week.job.partial else "")
+
+
+def run_report(settings: Settings, session, clock, progress, secrets) -> Summary:
     """Export every planned week that is not done yet; the story of one run."""
     started, started_monotonic = clock.now(), clock.monotonic()
-    layout = Layout(settings.output_dir)
+    layout = Layout(settings.output_dir, settings.xlsx)
     layout.create()
+    summary = Summary(output_dir=settings.output_dir)
     with folder_lock(layout):
         stale = clean_temp(layout)  # 1. nothing a killed run left is mistaken for a result
         if stale:
-            log.info("Removed %d temp files left by an earlier run", stale)
+            log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
         weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)  # 2. plan
         jobs, done = plan_jobs(weeks, settings, started, layout)
-        log.info("Planned %d weeks (%s to %s, %s): %d to fetch, %d already done", len(weeks),
-                 weeks[0].first_day, weeks[-1].end_day, "local time" if settings.local_time else "UTC",
-                 len(jobs), len(done))
-        for week in done:
-            log.info("Week %s: already exported, skipped", week.label)
+        log_plan(settings, weeks, jobs, done)
         flattener = make_flattener(settings.csv_columns)  # 3. columns, resolved once
-        client = make_client(settings, session, clock, progress, remember_secret)
-        progress.weeks_total = len(jobs)
         stop = threading.Event()
+        client = make_client(settings, session, clock, progress, secrets, stop)
+        progress.weeks_total = len(jobs)
+        exporter = Exporter(settings, client, layout, flattener, progress, stop)
         try:  # 4. fetch and publish, week by week
-            results = run_jobs(jobs, lambda job: export_week(job, client, layout, flattener, progress, stop),
-                               settings.workers, stop, progress)
+            exporter.run(jobs)
+        except (AuthError, GatewayUnreachable, Interrupted) as exc:
+            summary.stopped_by = exc
+        except KeyboardInterrupt:
+            summary.stopped_by = Interrupted(signal.SIGINT)
         finally:
-            stop.set()
-    failed = [result for result in results if result.error]
-    return Summary(planned=len(weeks), fetched=len(results) - len(failed), skipped=len(done), failed=len(failed),
-                   containers=sum(result.containers for result in results),
-                   rows=sum(result.rows for result in results),
-                   seconds=clock.monotonic() - started_monotonic, output_dir=settings.output_dir)
+            clean_temp(layout)  # 5. whatever unfinished weeks had staged
+    tally(summary, weeks, jobs, done, exporter.results)
+    summary.seconds = clock.monotonic() - started_monotonic
+    return summary
+
+
+def log_plan(settings: Settings, weeks, jobs, done) -> None:
+    log.info("Planned %s (%s to %s, %s): %d to fetch, %d already done", plural(len(weeks), "week"),
+             weeks[0].first_day, weeks[-1].end_day, "local time" if settings.local_time else "UTC",
+             len(jobs), len(done))
+    if settings.optional_filter:
+        log.info("Filter fingerprint %s in the file names means: %s",
+                 filter_fingerprint(settings.optional_filter), settings.optional_filter)
+    for week in done:
+        log.info("Week %s: already exported, skipped", week.label)
+
+
+def tally(summary: Summary, weeks, jobs, done, results) -> None:
+    """Count what became of the planned weeks."""
+    summary.planned, summary.skipped = len(weeks), len(done)
+    for order in range(len(jobs)):
+        result = results.get(order)
+        if result is None or result.error.startswith("the run stopped"):
+            summary.unfinished += 1
+        elif result.error:
+            summary.failed += 1
+        else:
+            summary.fetched += 1
+            summary.containers += result.containers
+            summary.rows += result.rows
 
 
 def rebuild_reports(settings: Settings, clock) -> Summary:
-    """Write every CSV afresh from the stored weekly JSON, with the current columns."""
+    """Write every CSV (and workbook) afresh from the stored weekly JSON, with the current columns."""
     started_monotonic = clock.monotonic()
-    layout = Layout(settings.output_dir)
+    layout = Layout(settings.output_dir, settings.xlsx)
     if not os.path.isdir(layout.reports):
-        raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}")
+        raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}; "
+                         "give the --output_dir of an export")
     layout.create()
-    summary = Summary(output_dir=settings.output_dir)
+    summary = Summary(output_dir=settings.output_dir, verb="rebuilt")
     flattener = make_flattener(settings.csv_columns)
     with folder_lock(layout):
         clean_temp(layout)
         for name in sorted(os.listdir(layout.reports)):
-            parsed = parse_report_name(name)
-            if not parsed or parsed[3] != "json":
-                continue
-            week, fingerprint, partial, _ = parsed
-            csv_path = os.path.join(layout.csvs, report_name(week, fingerprint, partial, "csv"))
-            summary.planned += 1
-            try:
-                containers, rows = rebuild_csv(os.path.join(layout.reports, name), csv_path, layout.temp, flattener)
-            except (OSError, ValueError) as exc:
-                log.error("Rebuilding the CSV of %s FAILED: %s", name, exc)
-                summary.failed += 1
-                continue
-            log.info("Rebuilt %s: %d containers, %d CSV rows", os.path.basename(csv_path) if containers
-                     else f"nothing for {name} (no containers)", containers, rows)
-            summary.fetched += 1
-            summary.containers += containers
-            summary.rows += rows
+            parsed = parse_report_name(name, settings.local_time)
+            if parsed and parsed[3] == "json":
+                rebuild_one(settings, layout, name, parsed, flattener, summary)
+        clean_temp(layout)
     summary.seconds = clock.monotonic() - started_monotonic
     return summary
+
+
+def rebuild_one(settings: Settings, layout: Layout, name: str, parsed, flattener, summary: Summary) -> None:
+    """Rebuild one stored week's CSV (and workbook); a week that cannot be read fails alone."""
+    week, fingerprint, partial, _ = parsed
+    json_path = os.path.join(layout.reports, name)
+    csv_path = os.path.join(layout.csvs, report_name(week, fingerprint, partial, "csv"))
+    xlsx_path = os.path.join(layout.workbooks, report_name(week, fingerprint, partial, "xlsx"))
+    summary.planned += 1
+    try:
+        containers, rows = rebuild_csv(json_path, csv_path, layout.temp, flattener)
+        if settings.xlsx and containers:
+            staged = StagedFile(layout.temp, xlsx_path)
+            try:
+                write_workbook(json_path, staged.stream, settings.csv_columns, sheet_name(week), layout.temp)
+                staged.publish()
+            except BaseException:
+                staged.discard()
+                raise
+        elif settings.xlsx:
+            remove_quietly(xlsx_path)
+    except Exception as exc:  # one unreadable week fails alone, in one line
+        log.error("Rebuilding the CSV of %s FAILED: %s", name, describe_error(exc))
+        summary.failed += 1
+        return
+    log.info("Rebuilt %s: %s, %s", os.path.basename(csv_path) if containers else f"nothing for {name}",
+             plural(containers, "container"), plural(rows, "CSV row"))
+    summary.fetched += 1
+    summary.containers += containers
+    summary.rows += rows
+
+
+def sheet_name(week: Week) -> str:
+    """A workbook's first sheet name: the week, as in its file names."""
+    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
 
 
 def describe_plan(settings: Settings, clock, out) -> None:
     """Print the weeks a run would fetch, their file names and their QQL (for --dry_run)."""
     started = clock.now()
-    layout = Layout(settings.output_dir)
+    layout = Layout(settings.output_dir, settings.xlsx)
     weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)
     jobs, done = plan_jobs(weeks, settings, started, layout)
     zone = "local time" if settings.local_time else "UTC"
-    print(f"Dry run: {len(weeks)} weeks ({zone}), {len(jobs)} to fetch, {len(done)} already done. "
+    print(f"Dry run: {plural(len(weeks), 'week')} ({zone}), {len(jobs)} to fetch, {len(done)} already done. "
           "No API call is made.", file=out)
+    if settings.optional_filter:
+        print(f"Filter fingerprint {filter_fingerprint(settings.optional_filter)} (in the file names) means: "
+              f"{settings.optional_filter}", file=out)
+    slices = slices_per_week(settings.slices, len(jobs))
+    if slices > 1:
+        print(f"A week with more than one page is fetched as {slices} time slices side by side.", file=out)
     jobs_by_week = {job.week: job for job in jobs}
     for week in weeks:
         job = jobs_by_week.get(week)
@@ -1323,6 +2414,13 @@ def describe_plan(settings: Settings, clock, out) -> None:
         else:
             print(f"fetch  {week.label}  {os.path.relpath(job.json_path)}  {os.path.relpath(job.csv_path)}"
                   f"  {job.query}", file=out)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error: our own errors and OS errors as they say, others with their type."""
+    if isinstance(exc, (ReportError, OSError)):
+        return shorten(str(exc) or type(exc).__name__)
+    return shorten(f"{type(exc).__name__}: {exc}")
 
 
 # --- Command line ---------------------------------------------------------------------
@@ -1341,32 +2439,39 @@ examples:
   # one week: --end_date is exclusive
   python3 %(prog)s https://gateway.qg2.apps.qualys.com --start_date 2025-09-27 --end_date 2025-10-04
 
-  # a filter and fewer CSV columns
+  # a filter, fewer CSV columns, and a workbook for spreadsheet users
   python3 %(prog)s https://gateway.qg2.apps.qualys.com --start_date 2025-09-27 --end_date 2025-10-04 \\
       --optional_filter "state:RUNNING and imageId:d1a50f311f32" \\
-      --csv_columns "containerId,uuid,name,state,vuln_qid,vuln_software_names"
+      --csv_columns "containerId,uuid,name,state,vuln_qid,vuln_software_names" --xlsx
 
-  # cron: a fixed output folder; QUALYS_USERNAME/QUALYS_PASSWORD from a private file (see README)
-  python3 %(prog)s https://gateway.qg2.apps.qualys.com --output_dir /var/lib/qualys-weekly
+  # cron: the gateway and credentials from the environment, a fixed output folder (see README)
+  QUALYS_GATEWAY=https://gateway.qg2.apps.qualys.com python3 %(prog)s --output_dir /var/lib/qualys-weekly
 
   # see what would be fetched, or rewrite every CSV with other columns (no API call)
   python3 %(prog)s https://gateway.qg2.apps.qualys.com --dry_run
-  python3 %(prog)s --rebuild_csv --csv_columns "containerId,name,vuln_qid"
+  python3 %(prog)s --rebuild_csv --output_dir /var/lib/qualys-weekly --csv_columns "containerId,name,vuln_qid"
 """
 
 HELP_EPILOG = """\
 gateway:
   The API gateway of your platform, e.g. https://gateway.qg1.apps.qualys.com (US1),
-  https://gateway.qg2.apps.qualys.eu (EU2); see the README for the full table. The path
+  https://gateway.qg2.apps.qualys.eu (EU2); see the README for the full table. Without
+  the GATEWAY argument it comes from QUALYS_GATEWAY (the argument wins when both are
+  there; --base_url_env is accepted for compatibility and changes nothing). The path
   /csapi/v1.3/containers/list is added unless the URL already ends with it. https is
   required; plain http is accepted only for a loopback host (a local test gateway).
 
 weeks:
   With --start_date/--end_date: 7-day windows from the start date; the end date is
-  exclusive and the last window is cut short at it. Without dates: calendar weeks from
-  Monday 00:00, the 52 complete weeks before the current week plus the current week.
-  Weeks are in UTC unless --local_time is given. Each week [start, end) is queried as
-  created:[<start ms> ... <end ms - 1>], and with a filter F as created:[...] and (F).
+  exclusive and the last window is cut short at it. Dates from 1970-01-01 to 9999-12-01.
+  Without dates: calendar weeks from Monday 00:00, the 52 complete weeks before the
+  current week plus the current week. Weeks are in UTC unless --local_time is given.
+  Each week [start, end) is queried as created:[<start ms> ... <end ms - 1>], and with
+  a filter F as created:[...] and (F); F must balance its parentheses, "quotes" and
+  `back-ticks`, or it is refused (it could match containers of any week).
+  A run of fewer than 8 weeks fetches a week whose first page says there is more as
+  time slices side by side (8 for one week, 4 each for two, ...); the files are the
+  same whatever --workers is.
 
 authentication, in this order:
   QUALYS_TOKEN          a token from the Qualys UI (it lives 4 hours)
@@ -1374,19 +2479,25 @@ authentication, in this order:
                         QUALYS_TOKEN is unset or rejected
   QUALYS_USERNAME and   a login with POST {gateway}/auth; repeated when a token
   QUALYS_PASSWORD       expires, so a long backfill or a cron job never dies of it
-  Tokens and passwords never appear in the output, the logs or the reports.
+  The token goes out through requests' auth hook, so a ~/.netrc entry cannot replace
+  it; HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE work as usual. Tokens and passwords
+  (raw, URL-, JSON- or repr-encoded) are replaced by *** in everything printed or logged;
+  one shorter than 8 characters only where it stands alone, not inside a longer word.
 
 files (under --output_dir, default the current folder):
-  weekly_reports/<start>_<end>.json       the week's containers as the API sent them
-                                          (a JSON array, one container per line);
-                                          written for empty weeks too ([]); its
-                                          presence marks the week done
+  weekly_reports/<start>_<end>.json       the week's containers, each exactly as the
+                                          API sent it (a JSON array, one container
+                                          per line); written for empty weeks too
+                                          ([]); its presence marks the week done
   weekly_csv_reports/<start>_<end>.csv    one row per container x QID; only weeks
                                           with containers
+  weekly_xlsx_reports/<start>_<end>.xlsx  with --xlsx: the CSV's rows as a workbook
+                                          whose cells keep their types
   <start>_<end>.partial.json / .csv       a week that ended less than 24 hours ago;
                                           fetched again by every run until settled
   <start>_<end>.<fingerprint>.json / .csv an export with --optional_filter; the
-                                          fingerprint is 8 hex digits of the filter
+                                          fingerprint is 16 hex digits of the filter
+                                          (--dry_run and the log say which filter)
   temp_reports/                           staging; files move into place whole
   logs/weekly_report_<timestamp>.log      one log per run
   <end> is exclusive: it is the --end_date that fetches the same week again.
@@ -1397,21 +2508,30 @@ csv columns (the default, in this order; any subset in any order with --csv_colu
   byte-order mark, every cell quoted; times are ISO-8601 UTC (2025-09-01T08:15:00Z);
   lists are joined with "; "; booleans are true/false; a text cell starting with
   = + - @ TAB or CR gets a leading ' so a spreadsheet cannot run it as a formula.
+  Spreadsheets re-type CSV cells (ids lose leading zeros, 1.10 becomes 1.1): use --xlsx.
 
 errors:
   5xx, network errors, timeouts and bodies that are not JSON are retried with
-  backoff (6 attempts); a 429 waits as the gateway says; other 4xx fail the week at
-  once. A failed week is never written and is fetched again by the next run. Files
-  move into place whole, so a crash or kill -9 leaves no half-written report. A
-  second run on the same folder stops at once. Tighten file modes with umask 077.
+  backoff (6 attempts); a 429 waits as the gateway says (at most 15 minutes a time);
+  other 4xx fail the week at once. A failed week is never written and is fetched
+  again by the next run. --read_timeout bounds a whole answer, first byte to last
+  (10 s more to connect); an answer past 256 MiB is abandoned. When the gateway has
+  never answered and cannot be reached (unknown name, refused connection, untrusted
+  certificate, no answer to connect), the run stops after the first request's
+  retries, exit 1. Files move into place whole, so a crash or kill -9 leaves no
+  half-written report. A second run on the same folder stops at once. Tighten file
+  modes with umask 077.
 
 exit codes:
   0    every week done or skipped
   1    one or more weeks failed (the others are kept; the next run retries them),
-       or another run is using the output folder
+       the gateway cannot be reached, or another run is using the output folder
   2    usage or input error
   3    authentication failed (no token accepted, or the login was refused)
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C, SIGINT)
+  143  stopped by SIGTERM (timeout, systemd, a container runtime)
+  129  stopped by SIGHUP
+  On 130, 143 and 129 finished weeks are kept and unfinished ones leave nothing behind.
 """
 
 
@@ -1442,47 +2562,71 @@ def build_parser() -> Parser:
         description=HELP_DESCRIPTION, epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)),
     )
     parser.add_argument("gateway", nargs="?", metavar="GATEWAY",
-                        help="gateway URL, e.g. https://gateway.qg2.apps.qualys.com "
-                             "(not needed with --rebuild_csv or --dry_run)")
+                        help="gateway URL, e.g. https://gateway.qg2.apps.qualys.com (default: $QUALYS_GATEWAY; "
+                             "not needed with --rebuild_csv or --dry_run)")
+    parser.add_argument("--base_url_env", "--base-url-env", action="store_true",
+                        help="accepted for compatibility: the gateway comes from QUALYS_GATEWAY anyway "
+                             "when GATEWAY is not given")
     parser.add_argument("--start_date", "--start-date", metavar="YYYY-MM-DD",
                         help="first day to export (give --end_date too)")
     parser.add_argument("--end_date", "--end-date", metavar="YYYY-MM-DD",
                         help="day after the last day to export (exclusive)")
     parser.add_argument("--optional_filter", "--optional-filter", metavar="QQL", default="",
                         help="QQL filter added to each week's query, e.g. \"state:RUNNING\"")
-    parser.add_argument("--csv_columns", "--csv-columns", metavar="A,B,C", default="",
+    parser.add_argument("--csv_columns", "--csv-columns", metavar="A,B,C", default=None,
                         help="comma-separated CSV columns (default: all, listed below)")
+    parser.add_argument("--xlsx", action="store_true",
+                        help="also write weekly_xlsx_reports/<week>.xlsx, cells typed (needs XlsxWriter)")
     parser.add_argument("--output_dir", "--output-dir", metavar="DIR", default=".",
-                        help="folder for weekly_reports/, weekly_csv_reports/, temp_reports/ and "
-                             "logs/ (default: the current folder)")
-    parser.add_argument("--workers", type=int, default=4, metavar="N",
-                        help="weeks exported at once, sharing one rate limit (default: 4)")
+                        help="folder for the weekly_*_reports/, temp_reports/ and logs/ folders "
+                             "(default: the current folder)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help=f"requests in flight at once, 1 to {MAX_WORKERS}, sharing one rate limit "
+                             "(default: %(default)s)")
+    parser.add_argument("--slices", type=int, default=DEFAULT_SLICES, metavar="N",
+                        help=f"chains of pages a run of few weeks pages side by side, 1 to {MAX_SLICES}: a week "
+                             "with more than one page is fetched as N / (weeks in the run) time slices "
+                             "(default: %(default)s; 1 fetches every week as one chain)")
     parser.add_argument("--local_time", "--local-time", action="store_true",
                         help="cut weeks at midnight in this machine's time zone instead of UTC")
     parser.add_argument("--read_timeout", "--read-timeout", type=float, default=RetryPolicy.read_timeout_seconds,
-                        metavar="SECONDS", help="longest wait for a page's data before retrying "
-                                                "(default: %(default)g)")
+                        metavar="SECONDS", help="longest a page may take, first byte to last, before it is "
+                                                "retried (1 to 3600; default: %(default)g)")
     parser.add_argument("--dry_run", "--dry-run", action="store_true",
                         help="print the weeks, file names and QQL a run would use; no API call, no token")
     parser.add_argument("--rebuild_csv", "--rebuild-csv", action="store_true",
-                        help="rewrite every CSV from the stored JSON with the current --csv_columns; "
-                             "no API call, no gateway, no token")
+                        help="rewrite every CSV (and with --xlsx every workbook) from the stored JSON with the "
+                             "current --csv_columns; no API call, no gateway, no token")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 def parse_date(text: str, flag: str) -> dt.date:
-    """Read a YYYY-MM-DD date, or raise UsageError naming the flag."""
+    """Read a YYYY-MM-DD date within FIRST_DATE..LAST_DATE, or raise UsageError naming the flag."""
     try:
-        return dt.datetime.strptime(text.strip(), "%Y-%m-%d").date()
+        day = dt.datetime.strptime(text.strip(), "%Y-%m-%d").date()
     except ValueError:
         raise UsageError(f"{flag} must be a date like 2025-09-27, not {text!r}") from None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise UsageError(f"{flag} must be from {FIRST_DATE} to {LAST_DATE}, not {day}")
+    return day
 
 
-def parse_columns(text: str) -> tuple:
-    """Read --csv_columns; empty means the default columns."""
+def parse_columns(text) -> tuple:
+    """Read --csv_columns; not given means the default columns."""
+    if text is None:
+        return CSV_COLUMNS
     columns = tuple(column.strip() for column in text.split(",") if column.strip())
-    return columns or CSV_COLUMNS
+    if not columns:
+        raise UsageError(f"--csv_columns names no column: {text!r}")
+    return columns
+
+
+def parse_read_timeout(seconds: float) -> float:
+    low, high = READ_TIMEOUT_RANGE
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise UsageError(f"--read_timeout must be from {low:g} to {high:g} seconds, not {seconds:g}")
+    return seconds
 
 
 def settings_from(args, environ, embedded_token: str) -> Settings:
@@ -1495,56 +2639,54 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         end_date = parse_date(args.end_date, "--end_date")
         if end_date <= start_date:
             raise UsageError("--end_date must be after --start_date (it is exclusive)")
-    if args.workers < 1 or args.workers > 32:
-        raise UsageError("--workers must be between 1 and 32")
-    if not args.read_timeout > 0:
-        raise UsageError("--read_timeout must be a positive number of seconds")
-    gateway = ""
-    if args.gateway:
-        gateway = gateway_base(args.gateway)
-    elif not (args.rebuild_csv or args.dry_run):
-        raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com (see --help)")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS}")
+    if not 1 <= args.slices <= MAX_SLICES:
+        raise UsageError(f"--slices must be from 1 to {MAX_SLICES}")
     if args.rebuild_csv and args.dry_run:
         raise UsageError("--rebuild_csv and --dry_run do not go together")
+    optional_filter = args.optional_filter.strip()
+    check_filter(optional_filter)
+    gateway_text = args.gateway or environ.get("QUALYS_GATEWAY", "").strip()
+    gateway = gateway_base(gateway_text) if gateway_text else ""
+    if not gateway and not (args.rebuild_csv or args.dry_run):
+        raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
+                         "(see --help)")
     return Settings(
-        gateway=gateway, start_date=start_date, end_date=end_date,
-        optional_filter=args.optional_filter.strip(), csv_columns=parse_columns(args.csv_columns),
-        output_dir=args.output_dir, workers=args.workers, local_time=args.local_time,
-        dry_run=args.dry_run, rebuild_csv=args.rebuild_csv,
-        policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=args.read_timeout),
+        gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
+        csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=args.workers,
+        local_time=args.local_time, dry_run=args.dry_run, rebuild_csv=args.rebuild_csv, xlsx=args.xlsx,
+        slices=args.slices,
+        policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=parse_read_timeout(args.read_timeout)),
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
     )
 
 
-class SecretFilter(logging.Filter):
-    """Replaces every known token and password in log records with '***'."""
-
-    def __init__(self, secrets):
-        super().__init__()
-        self.secrets = {secret for secret in secrets if secret}
-
-    def remember(self, secret: str) -> None:
-        if secret:
-            self.secrets.add(secret)
-
-    def filter(self, record) -> bool:
-        message = record.getMessage()
-        if record.exc_info:  # a bug's traceback goes through the same redaction
-            message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            record.exc_info = None
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = message, None
-        return True
-
-
 class LogFileHandler(logging.StreamHandler):
-    """Writes the run's log file, and closes it with the handler."""
+    """Writes the run's log file; when it cannot (a full disk), says so once and goes on without it."""
+
+    def __init__(self, stream, on_failure):
+        super().__init__(stream)
+        self.on_failure = on_failure
+        self.broken = False
+
+    def emit(self, record) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        if not self.broken:
+            self.broken = True
+            error = sys.exc_info()[1]
+            self.on_failure(f"WARNING The log file cannot be written ({describe_error(error)}); "
+                            "logging to the screen only from now on")
 
     def close(self) -> None:
         try:
             self.stream.close()
+        except OSError:
+            pass
         finally:
             super().close()
 
@@ -1560,17 +2702,43 @@ class ProgressHandler(logging.Handler):
         try:
             self.progress.write_line(self.format(record))
         except Exception:
-            self.handleError(record)
+            pass  # a closed or broken terminal must not stop the run, nor print Python's logging errors
+
+
+class FileFormatter(logging.Formatter):
+    """The log file's lines: a time stamp, and an unexpected error's traceback under its line."""
+
+    def format(self, record) -> str:
+        line = super().format(record)
+        details = getattr(record, "traceback_text", "")
+        return f"{line}\n{details}" if details else line
+
+
+def open_log(logs_folder: str, stamp: str):
+    """Create logs/weekly_report_<stamp>.log (-2, -3, ... if a run this second has one); never through
+    a symlink someone planted there."""
+    for number in range(1, 100):
+        name = f"weekly_report_{stamp}{'' if number == 1 else f'-{number}'}.log"
+        path = os.path.join(logs_folder, name)
+        try:
+            return open_new(path, "w", encoding="utf-8")
+        except FileExistsError:
+            if os.path.islink(path):
+                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
+            raise
+    raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
 def configure_logging(settings: Settings, progress: Progress, secrets: SecretFilter, clock) -> list:
     """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
     logs_folder = Layout(settings.output_dir).logs
     os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
-    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
-    file_handler = LogFileHandler(
-        open_new(os.path.join(logs_folder, f"weekly_report_{stamp}.log"), "a", encoding="utf-8"))
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    stream = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
+    file_handler = LogFileHandler(stream, progress.write_line)
+    file_handler.setFormatter(FileFormatter("%(asctime)s %(levelname)s %(message)s"))
     screen_handler = ProgressHandler(progress)
     screen_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handlers = [file_handler, screen_handler]
@@ -1582,13 +2750,30 @@ def configure_logging(settings: Settings, progress: Progress, secrets: SecretFil
     return handlers
 
 
-def make_session(workers: int):
-    """A requests session whose connection pool fits all workers."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=workers + 2)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+@contextlib.contextmanager
+def signals_stop_the_run():
+    """Make SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, once; a signal the
+    process was told to ignore (nohup, a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def stop(signum, frame):
+        if not raised:  # a second signal while stopping must not cut the tidying short
+            raised.append(signum)
+            raise Interrupted(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
+            previous[number] = signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
@@ -1598,59 +2783,96 @@ def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
     own_session = session is None
     session = session or make_session(settings.workers)
     try:
-        return run_report(settings, session, clock, progress, secrets.remember)
+        return run_report(settings, session, clock, progress, secrets)
     finally:
         if own_session:
             session.close()
 
 
-def main(argv=None, clock=None, session=None) -> int:
+def exit_code(summary: Summary) -> int:
+    """The exit code of a run that ended with this summary."""
+    stopped_by = summary.stopped_by
+    if isinstance(stopped_by, AuthError):
+        return EXIT_AUTH
+    if isinstance(stopped_by, Interrupted):
+        return EXIT_SIGNAL_BASE + stopped_by.signum
+    if stopped_by is not None or summary.failed or summary.unfinished:
+        return EXIT_WEEKS_FAILED
+    return EXIT_OK
+
+
+def log_stop(stopped_by) -> None:
+    """Say in one line why a run stopped early."""
+    if isinstance(stopped_by, AuthError):
+        log.error("Authentication failed, stopping: %s", stopped_by)
+    elif isinstance(stopped_by, GatewayUnreachable):
+        log.error("Cannot reach the gateway, stopping: %s. No report was written", stopped_by)
+    elif isinstance(stopped_by, Interrupted):
+        log.error("Stopped by %s; finished weeks are kept, unfinished ones are fetched next run", stopped_by.name)
+
+
+def requests_missing() -> UsageError:
+    return UsageError("the 'requests' package is missing. Either run the script with the virtual environment "
+                      "(python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt, then "
+                      ".venv/bin/python weeklycontainerreport.py ...), or install your distribution's "
+                      "python3-requests package (apt install python3-requests)")
+
+
+def prepare(argv, clock, environ):
+    """Parse and check the command line and set up logging; return (settings, progress, secrets, handlers)."""
+    settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)
+    if requests is None and not (settings.dry_run or settings.rebuild_csv):
+        raise requests_missing()
+    if settings.xlsx:
+        import_xlsxwriter()
+    if settings.dry_run:
+        return settings, None, None, []
+    secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
+    progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
+    handlers = configure_logging(settings, progress, secrets, clock)
+    return settings, progress, secrets, handlers
+
+
+def main(argv=None, clock=None, session=None, environ=None) -> int:
     """Run the command line; the only place that reads the environment and picks exit codes."""
     clock = clock or SystemClock()
-    try:
-        settings = settings_from(build_parser().parse_args(argv), os.environ, EMBEDDED_TOKEN)
-        if requests is None and not (settings.dry_run or settings.rebuild_csv):
-            raise UsageError("the 'requests' package is missing: python3 -m pip install requests")
-        if settings.dry_run:
-            describe_plan(settings, clock, sys.stdout)
-            return EXIT_OK
-        secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
-        progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-        handlers = configure_logging(settings, progress, secrets, clock)
-    except UsageError as exc:
-        print(f"weeklycontainerreport.py: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else EXIT_OK
-    except OSError as exc:
-        print(f"weeklycontainerreport.py: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
-                 settings.gateway or "(none)", os.path.abspath(settings.output_dir))
-        summary = execute(settings, clock, session, progress, secrets)
-        log.info("%s", summary.line())
-        return EXIT_WEEKS_FAILED if summary.failed else EXIT_OK
-    except AuthError as exc:
-        log.error("Authentication failed, stopping: %s", exc)
-        return EXIT_AUTH
-    except FolderBusyError as exc:
-        log.error("%s", exc)
-        return EXIT_WEEKS_FAILED
-    except UsageError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        log.error("Interrupted; finished weeks are kept, unfinished ones are fetched next run")
-        return EXIT_INTERRUPTED
-    except OSError as exc:
-        log.error("Cannot write the reports: %s", exc)
-        return EXIT_WEEKS_FAILED
-    finally:
-        progress.finish()
-        for handler in handlers:
-            log.removeHandler(handler)
-            handler.close()
+    environ = os.environ if environ is None else environ
+    progress, handlers, started = None, [], time.monotonic()
+    with signals_stop_the_run():
+        try:
+            try:
+                settings, progress, secrets, handlers = prepare(argv, clock, environ)
+                if settings.dry_run:
+                    describe_plan(settings, clock, sys.stdout)
+                    return EXIT_OK
+            except SystemExit as exc:  # --help and --version
+                return exc.code if isinstance(exc.code, int) else EXIT_OK
+            except (UsageError, OSError) as exc:
+                print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
+                return EXIT_USAGE
+            try:
+                log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
+                         settings.gateway or "(none)", os.path.abspath(settings.output_dir))
+                summary = execute(settings, clock, session, progress, secrets)
+            except (FolderBusyError, UsageError, OSError) as exc:
+                log.error("%s", describe_error(exc))
+                return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_WEEKS_FAILED
+            log_stop(summary.stopped_by)
+            log.info("%s", summary.line())
+            return exit_code(summary)
+        except KeyboardInterrupt as exc:  # a signal before or after the weeks ran
+            stopped = Interrupted(getattr(exc, "signum", signal.SIGINT))
+            summary = Summary(output_dir=getattr(locals().get("settings"), "output_dir", "."), stopped_by=stopped,
+                              seconds=time.monotonic() - started)
+            log_stop(stopped)
+            log.info("%s", summary.line())
+            return exit_code(summary)
+        finally:
+            if progress is not None:
+                progress.finish()
+            for handler in handlers:
+                log.removeHandler(handler)
+                handler.close()
 
 
 if __name__ == "__main__":

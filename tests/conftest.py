@@ -13,25 +13,30 @@ NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.timezone.utc)
 
 
 class FakeClock:
-    """Wall time that stands still and a monotonic time that moves only when slept on."""
+    """Wall time and monotonic time that move only when slept on; a negative sleep is a bug."""
 
-    def __init__(self, now=NOW):
-        self._now = now
+    def __init__(self, now=NOW, on_sleep=None):
+        self._start = now
         self._monotonic = 1000.0
         self.sleeps = []
+        self.on_sleep = on_sleep  # called with the seconds of each sleep, after the clock moved
         self._lock = threading.Lock()
 
     def now(self):
-        return self._now
+        with self._lock:
+            return self._start + dt.timedelta(seconds=self._monotonic - 1000.0)
 
     def monotonic(self):
         with self._lock:
             return self._monotonic
 
-    def sleep(self, seconds):
+    def sleep(self, seconds, wake=None):
+        assert seconds >= 0, f"negative sleep: {seconds}"
         with self._lock:
             self.sleeps.append(seconds)
             self._monotonic += seconds
+        if self.on_sleep:
+            self.on_sleep(seconds)
 
 
 @pytest.fixture

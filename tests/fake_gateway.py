@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
-"""A fake Qualys gateway on 127.0.0.1, faithful to shared/qualys_api.md, with fault switches.
+"""A fake Qualys gateway on 127.0.0.1, faithful to what Qualys documents, with fault switches.
 
 It serves GET /csapi/v1.3/containers/list (keyset paging on `updated`, Link headers in
 every known shape, inclusive QQL ranges, X-RateLimit headers and 429s, quirky
-Qualys-shaped data generated deterministically) and POST /auth.
+Qualys-shaped data generated deterministically, gzip when asked) and POST /auth. The
+README's "What the gateway does" section lists the behaviours it plays.
 
     python3 tests/fake_gateway.py try-it DIR     # start it and run a real export into DIR
     python3 tests/fake_gateway.py serve --port 8080 --containers 500
 
-Tests use FakeGateway directly: set its switches, then read `requests` to see what was asked.
+Tests use FakeGateway directly: set its switches, then read `calls` to see what was asked.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import datetime as dt
+import functools
+import gzip
 import json
 import os
 import random
@@ -36,11 +39,17 @@ DEMO_TOKEN = "demo-token-not-a-secret"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(os.path.dirname(HERE), "weeklycontainerreport.py")
 
-NEXT_LINK_STYLES = ("sample", "gateway", "relative", "malformed", "quoted", "multi", "uppercase")
-LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor")
+# Shapes of a Link header that announces a next page, all of which the client must follow.
+NEXT_LINK_STYLES = ("sample", "gateway", "relative", "malformed", "quoted", "multi", "uppercase",
+                    "rel-capitals")
+# Shapes of a Link header that names a next page the client cannot read: the week must fail.
+UNREADABLE_LINK_STYLES = ("unparseable", "bad-ipv6")
+# Ways a last page can say so, all of which end the week.
+LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor", "null-cursor", "unparseable")
 EMPTY_STYLES = ("empty-list", "null", "missing", "204")
-WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "none")
-FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403")
+WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
+FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
+               "trickle", "trickle-headers", "bomb", "limit-headers")
 
 
 def epoch_ms(day: dt.date) -> int:
@@ -126,12 +135,13 @@ def make_vulnerabilities(seed: int, index: int, created_ms: int, vulns: int, sof
 class Record:
     """One container in the fake's store; generated ones build their vulnerabilities on demand."""
 
-    uuid: str
+    uuid: object
     created_ms: int
     updated_ms: int
     core: dict
     index: int = -1  # >= 0 for generated containers
     vulnerabilities: object = None  # a list for hand-made containers
+    raw: str = ""  # for odd containers: the exact JSON text to serve (uuid is then only the fake's key)
 
 
 # --- QQL --------------------------------------------------------------------------------
@@ -232,9 +242,26 @@ class Fault:
     kind: str
     times: int = 1  # -1: forever
     status: int = 503
-    seconds: float = 0.0  # for "slow" and for the 429 wait
+    seconds: float = 0.0  # for "slow", the 429 wait, and the gap between trickled bytes
     week_start_ms: object = None  # only calls whose created range starts here
     with_cursor: object = None  # True: only next-page calls; False: only first pages
+    size: int = 0  # for "bomb": the inflated size of the gzip body
+    headers: dict = dataclasses.field(default_factory=dict)  # for "limit-headers": sent with a normal page
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """A gzip body of `size` zero bytes: small on the wire, huge when inflated."""
+    compressor = __import__("zlib").compressobj(9, 8, 16 + 15)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    return b"".join(parts) + compressor.compress(bytes(size & ((1 << 20) - 1))) + compressor.flush()
+
+
+def secret_echoes(secret: str) -> list:
+    """A secret as a careless gateway might echo it: raw, URL-, JSON- and repr-encoded."""
+    from urllib.parse import quote, quote_plus
+    return [secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], repr(secret)[1:-1]]
 
 
 class FakeGateway:
@@ -257,17 +284,26 @@ class FakeGateway:
         self.empty_style = "empty-list"
         self.single_object_data = False
         self.repeat_cursor = False
+        self.fresh_cursors = False  # every page names a new cursor but serves the same containers again
         self.rate_limit = (1200, 10.0)  # (calls, window seconds); None sends no headers
         self.enforce_rate_limit = True
         self.wait_header = "towait"
         self.latency_seconds = 0.0
+        self.gzip = False  # compress pages when the client accepts gzip
         self.faults = []
+        self.auth_faults = []  # Faults ("status", "reset") for POST /auth
         self.touch_uuids = set()  # served once, then `updated` moves on so paging serves them again
+        self.revoke_after_calls = None  # after this many pages, every token then valid is refused
+        self.dead_logins = 0  # this many login tokens are refused at once ("JWT expired"); -1: all
+        self.echo_secrets = False  # error answers echo the token and password back, in several encodings
+        self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         # what happened
         self.calls = []
         self.served = []  # uuids, in the order pages carried them
+        self.echoed = []  # the texts echo_secrets put into answers
         self.logins = 0
         self.rate_limited = 0
+        self._pages_served = 0
         self._call_times = []
         self._server = None
 
@@ -300,6 +336,13 @@ class FakeGateway:
             self.records.append(record)
         return core
 
+    def add_raw(self, created_ms: int, text: str, updated_ms: int = None) -> None:
+        """Add a container served as exactly this JSON text (numbers Python cannot hold, deep nesting...)."""
+        with self.lock:
+            index = len(self.records)
+            self.records.append(Record(f"raw-{index}", created_ms, created_ms if updated_ms is None else updated_ms,
+                                       {}, raw=text))
+
     def container_json(self, record: Record) -> dict:
         container = dict(record.core)
         container["updated"] = str(record.updated_ms)
@@ -310,13 +353,20 @@ class FakeGateway:
             container["vulnerabilities"] = record.vulnerabilities
         return container
 
+    def container_text(self, record: Record) -> str:
+        return record.raw or json.dumps(self.container_json(record))
+
     # -- tokens ---------------------------------------------------------------------
 
     def issue_token(self) -> str:
         with self.lock:
             self.issued += 1
             token = f"fake-jwt-{self.issued:04d}-{self.seed}"
-            self.valid_tokens.add(token)
+            if self.dead_logins:
+                self.dead_logins -= 1 if self.dead_logins > 0 else 0
+                self.expired_tokens.add(token)
+            else:
+                self.valid_tokens.add(token)
             return token
 
     def expire(self, token: str) -> None:
@@ -324,14 +374,19 @@ class FakeGateway:
             self.valid_tokens.discard(token)
             self.expired_tokens.add(token)
 
+    def expire_all(self) -> None:
+        """Every token valid now expires (as if hours went by)."""
+        with self.lock:
+            self.expired_tokens |= self.valid_tokens
+            self.valid_tokens = set()
+
     def list_calls(self) -> list:
         return [call for call in self.calls if call["path"] == LIST_PATH]
 
     # -- serving --------------------------------------------------------------------
 
     def start(self) -> "FakeGateway":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.gateway = self
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
@@ -351,16 +406,31 @@ class FakeGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    def echo(self, *secrets) -> str:
+        """A message that repeats the given secrets in every encoding (with echo_secrets on)."""
+        if not self.echo_secrets:
+            return ""
+        text = " ".join(form for secret in secrets if secret for form in secret_echoes(secret))
+        with self.lock:
+            self.echoed.append(text)
+        return " (you sent: " + text + ")"
+
     def handle_auth(self, handler, body: bytes) -> None:
-        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8")).items()}
-        self.calls.append({"method": "POST", "path": AUTH_PATH, "params": {}, "token": None})
+        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        self.calls.append({"method": "POST", "path": AUTH_PATH, "params": {}, "token": None, "form": form})
         with self.lock:
             self.logins += 1
             ok = (form.get("token") == "true" and form.get("username") in self.credentials
                   and self.credentials[form["username"]] == form.get("password"))
+        fault = self.take(self.auth_faults)
+        if fault and self.serve_fault(handler, fault, None):
+            return
         if not ok:
-            send_json(handler, 401, {"authentication_exceptions": [[
-                "Authentication Failure: com.qualys.InvalidCredentialsException"]]})
+            echo = self.echo(form.get("password", ""), form.get("username", ""))
+            body = {"authentication_exceptions": [["Authentication Failure: InvalidCredentialsException" + echo]]}
+            if echo:
+                body["message"] = "Bad credentials" + echo
+            send_json(handler, 401, body)
             return
         send(handler, 201, self.issue_token().encode(), {"Content-Type": "text/plain"})
 
@@ -374,12 +444,14 @@ class FakeGateway:
         if refusal:
             send_json(handler, *refusal)
             return
-        fault = self.take_fault(query, cursor)
+        fault = self.take(self.faults, query, cursor)
         if fault and self.serve_fault(handler, fault, token):
             return
         limit_headers = self.count_call()
         if limit_headers is None:
             return self.send_429(handler)
+        if fault and fault.kind == "limit-headers":
+            limit_headers = dict(limit_headers, **fault.headers)
         try:
             limit = int(params.get("limit", ["50"])[0])
             predicate = parse_qql(query) if query.strip() else (lambda item: True)
@@ -387,26 +459,35 @@ class FakeGateway:
                 raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
             page, next_query = self.page(predicate, cursor, limit)
         except BadQuery as exc:
-            send_json(handler, 400, {"errorCode": "400 BAD_REQUEST", "message": str(exc)}, limit_headers)
+            send_json(handler, 400, {"errorCode": "400 BAD_REQUEST", "message": str(exc) + self.echo(token)},
+                      limit_headers)
             return
         self.send_page(handler, page, next_query, params, limit, limit_headers, fault)
 
     def refusal(self, token):
         """The 401/403 answer for a token, or None when it is good."""
-        if token in self.valid_tokens:
+        with self.lock:
+            if self.revoke_after_calls is not None and self._pages_served >= self.revoke_after_calls:
+                self.expired_tokens |= self.valid_tokens
+                self.valid_tokens = set()
+                self.revoke_after_calls = None
+            valid, expired, forbidden = (token in self.valid_tokens, token in self.expired_tokens,
+                                         token in self.forbidden_tokens)
+        if valid:
             return None
-        if token in self.expired_tokens:
-            return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired"}
-        if token in self.forbidden_tokens:
-            return 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied for this module",
+        echo = self.echo(token)
+        if expired:
+            return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired" + echo}
+        if forbidden:
+            return 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied for this module" + echo,
                          "timestamp": int(time.time() * 1000)}
-        return 401, {"status": 401, "error": "Unauthorized", "message": "Not authenticated"}
+        return 401, {"status": 401, "error": "Unauthorized", "message": "Not authenticated" + echo}
 
-    def take_fault(self, query: str, cursor):
+    def take(self, faults, query: str = "", cursor=None):
         match = re.match(r"created:\[(\d+) \.\.\.", query)
         week_start = int(match.group(1)) if match else None
         with self.lock:
-            for fault in self.faults:
+            for fault in faults:
                 if fault.times == 0:
                     continue
                 if fault.week_start_ms is not None and fault.week_start_ms != week_start:
@@ -439,11 +520,15 @@ class FakeGateway:
             send_json(handler, 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired"})
         elif fault.kind == "403":
             send_json(handler, 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied", "timestamp": 0})
+        elif fault.kind in ("trickle", "trickle-headers"):
+            trickle(handler, fault.seconds, headers_too=fault.kind == "trickle-headers")
+        elif fault.kind == "bomb":
+            send(handler, 200, gzip_bomb(fault.size), {"Content-Type": "application/json", "Content-Encoding": "gzip"})
         elif fault.kind == "slow":
             time.sleep(fault.seconds)
             return False
         else:
-            return False  # "truncate" cuts the normal answer short
+            return False  # "truncate" and "limit-headers" change the normal answer
         return True
 
     def count_call(self):
@@ -467,12 +552,14 @@ class FakeGateway:
         if self.rate_limit:
             headers = {"X-RateLimit-Limit": str(self.rate_limit[0]),
                        "X-RateLimit-Window-Sec": str(self.rate_limit[1]), "X-RateLimit-Remaining": "0"}
-        if self.wait_header == "towait":
+        if self.wait_header in ("towait", "both"):
             headers["X-RateLimit-ToWait-Sec"] = f"{seconds:g}"
-        elif self.wait_header == "retry-after":
+        if self.wait_header == "retry-after":
             headers["Retry-After"] = f"{seconds:g}"
+        elif self.wait_header == "both":  # the two disagree: the client must pick one, by its rule
+            headers["Retry-After"] = f"{seconds * 2:g}"
         elif self.wait_header == "retry-after-date":
-            when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+            when = self.now() + dt.timedelta(seconds=seconds)
             headers["Retry-After"] = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
         return headers
 
@@ -495,72 +582,88 @@ class FakeGateway:
         with self.lock:
             matching = [record for record in self.records if predicate((record, record.core))]
             matching.sort(key=lambda record: (record.updated_ms, record.uuid))
-            eligible = [record for record in matching
-                        if record.updated_ms > after or (record.updated_ms == after and record.uuid not in excluded)]
+            eligible = [record for record in matching if record.updated_ms > after
+                        or (record.updated_ms == after and record.uuid not in excluded)]
+            if self.fresh_cursors and cursor:
+                eligible = matching  # the cursor moves on, the containers do not
             page = eligible[:limit]
-            bodies = [(record, self.container_json(record)) for record in page]
+            texts = [self.container_text(record) for record in page]
             self.served.extend(record.uuid for record in page)
+            self._pages_served += 1
             for record in page:
                 if record.uuid in self.touch_uuids:
                     self.touch_uuids.discard(record.uuid)
                     record.updated_ms = max(other.updated_ms for other in self.records) + 1000
         if len(page) < limit:
-            return bodies, None
+            return texts, None
         last = page[-1].updated_ms
         ties = {record.uuid for record in page if record.updated_ms == last}
         if last == after:
             ties |= excluded
         next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
-        return bodies, next_query
+        if self.fresh_cursors:
+            next_query += f" AND page: {self._pages_served}"
+        return texts, next_query
 
-    def send_page(self, handler, page, next_query, params, limit, limit_headers, fault) -> None:
+    def send_page(self, handler, texts, next_query, params, limit, limit_headers, fault) -> None:
         headers = dict(limit_headers)
         if next_query is not None and self.repeat_cursor and params.get("paginationQuery"):
             next_query = params["paginationQuery"][0]
-        link = self.next_link(next_query, params, limit) if next_query else self.last_link(params, limit)
+        link = self.next_link(next_query, params, limit) if next_query else self.last_link(limit)
         if link is not None:
             headers["link" if self.next_link_style != "uppercase" else "LINK"] = link
-        containers = [body for _, body in page]
-        if not containers:
+        if not texts:
             if self.empty_style == "204":
                 send(handler, 204, b"", headers)
                 return
-            body = {"empty-list": {"data": []}, "null": {"data": None}, "missing": {}}[self.empty_style]
-        elif len(containers) == 1 and self.single_object_data:
-            body = {"data": containers[0], "count": 1}
+            body = {"empty-list": '{"data": []}', "null": '{"data": null}', "missing": "{}"}[self.empty_style]
+        elif len(texts) == 1 and self.single_object_data:
+            body = '{"data": ' + texts[0] + ', "count": 1}'
         else:
-            body = {"count": len(containers), "data": containers}
-        payload = json.dumps(body).encode()
+            body = '{"count": ' + str(len(texts)) + ', "data": [' + ", ".join(texts) + "]}"
+        payload = body.encode("utf-8", "surrogatepass")
         headers["Content-Type"] = "application/json"
+        if self.gzip and "gzip" in handler.headers.get("Accept-Encoding", ""):
+            payload = gzip.compress(payload, 1)
+            headers["Content-Encoding"] = "gzip"
         send(handler, 200, payload, headers, truncate=bool(fault and fault.kind == "truncate"))
 
     def next_link(self, next_query: str, params: dict, limit: int) -> str:
         cursor = urlencode({"paginationQuery": next_query})
-        style = self.next_link_style
+        style, base = self.next_link_style, f"http://qualysapi.qualys.com{LIST_PATH}"
         if style == "gateway":
             query = urlencode({"filter": params.get("filter", [""])[0], "limit": limit}) + "&" + cursor
             return f"<{self.url}{LIST_PATH}?{query}>; rel=\"next\""
         if style == "relative":
             return f"<{LIST_PATH}?limit={limit}&{cursor}>;rel=next"
         if style == "malformed":  # Qualys's own doc sample has a stray '<' before ';'
-            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}<;rel=next"
+            return f"<{base}?limit={limit}&{cursor}<;rel=next"
         if style == "multi":
-            return (f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>; rel=\"prev\", "
-                    f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>; rel=\"next\"")
+            return f"<{base}?limit={limit}>; rel=\"prev\", <{base}?limit={limit}&{cursor}>; rel=\"next\""
         if style == "quoted":
-            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>; rel=\"next\""
-        return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}&{cursor}>;rel=next"  # sample, uppercase
+            return f"<{base}?limit={limit}&{cursor}>; rel=\"next\""
+        if style == "rel-capitals":
+            return f"<{base}?limit={limit}&{cursor}>; rel=\"NEXT\""
+        if style == "unparseable":  # a parameter without '=': requests' parser gives up on the header
+            return f"<{base}?limit={limit}&{cursor}>; rel=next; charset"
+        if style == "bad-ipv6":
+            return f"<http://[::1{LIST_PATH}?limit={limit}&{cursor}>; rel=next"
+        return f"<{base}?limit={limit}&{cursor}>;rel=next"  # sample, uppercase
 
-    def last_link(self, params: dict, limit: int):
-        style = self.last_page_style
+    def last_link(self, limit: int):
+        style, base = self.last_page_style, f"http://qualysapi.qualys.com{LIST_PATH}"
         if style == "empty":
             return ""
         if style == "null":
             return "null"
         if style == "no-next":
-            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>;rel=prev"
+            return f"<{base}?limit={limit}>;rel=prev"
         if style == "no-cursor":
-            return f"<http://qualysapi.qualys.com{LIST_PATH}?limit={limit}>;rel=next"
+            return f"<{base}?limit={limit}>;rel=next"
+        if style == "null-cursor":  # the API doc: on the last page the link "shows null"
+            return f"<{base}?limit={limit}&paginationQuery=null>;rel=next"
+        if style == "unparseable":
+            return f"<{base}?limit={limit}>; rel=prev; charset"
         return None
 
 
@@ -581,6 +684,35 @@ def send(handler, status: int, body: bytes, headers: dict, truncate: bool = Fals
 
 def send_json(handler, status: int, body, headers=None) -> None:
     send(handler, status, json.dumps(body).encode(), dict(headers or {}, **{"Content-Type": "application/json"}))
+
+
+def trickle(handler, seconds: float, headers_too: bool, give_up_after: float = 20.0) -> None:
+    """Answer one byte every `seconds`, for a long time: the body (and the headers, if asked) never end."""
+    handler.close_connection = True
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+    if headers_too:
+        head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10000
+    stop = time.monotonic() + give_up_after
+    try:
+        handler.wfile.write(head if not headers_too else head[:20])
+        handler.wfile.flush()
+        position = 0 if not headers_too else 20
+        while time.monotonic() < stop:
+            time.sleep(seconds)
+            handler.wfile.write(head[position:position + 1] if position < len(head) else b"a")
+            handler.wfile.flush()
+            position += 1
+    except OSError:
+        pass  # the client hung up, as it should
+
+
+class QuietServer(ThreadingHTTPServer):
+    """The fake's server: threads that never block its exit, and no tracebacks for clients that hang up."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -656,8 +788,7 @@ def main(argv=None) -> int:
     if args.command == "try-it":
         return try_it(args)
     gateway = demo_gateway(args)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", args.port), Handler)
     server.gateway = gateway
     gateway._server = server
     print(f"URL {gateway.url} TOKEN {DEMO_TOKEN}", flush=True)

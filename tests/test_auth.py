@@ -7,7 +7,7 @@ import weeklycontainerreport as wcr
 from conftest import files, ms, week_range
 from fake_gateway import DEMO_TOKEN, Fault
 
-WEEKS = week_range("2025-09-01", "2025-09-15")
+WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]  # faults on next pages stay exact
 
 
 def fill(gateway):
@@ -148,8 +148,9 @@ def test_the_secret_filter_redacts_messages_arguments_and_tracebacks():
         import sys
         record = logging.LogRecord("t", logging.ERROR, __file__, 1, "token %s", ("TOKEN-XYZ",), sys.exc_info())
     assert secrets.filter(record)
-    assert "TOKEN-XYZ" not in record.getMessage() and "LOGIN-ABC" not in record.getMessage()
-    assert "ValueError: bad header Bearer ***" in record.getMessage() and record.exc_info is None
+    assert record.getMessage() == "token ***"
+    assert "LOGIN-ABC" not in record.traceback_text  # the traceback goes to the log file, redacted too
+    assert "ValueError: bad header Bearer ***" in record.traceback_text and record.exc_info is None
 
 
 def test_a_login_token_is_renewed_before_its_four_hours_are_up():

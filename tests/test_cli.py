@@ -61,7 +61,7 @@ def test_dry_run_prints_weeks_names_and_queries_without_a_call_or_a_token(gatewa
     assert code == 0
     out = capsys.readouterr().out
     assert "created:[1758931200000 ... 1759535999999] and (state:RUNNING)" in out
-    assert re.search(r"weekly_reports/2025-09-27_2025-10-04\.[0-9a-f]{8}\.json", out)
+    assert re.search(r"weekly_reports/2025-09-27_2025-10-04\.[0-9a-f]{16}\.json", out)
     assert "2025-10-04_2025-10-11" in out
     assert gateway.calls == [] and os.listdir(workdir) == []
 
@@ -81,7 +81,7 @@ def test_a_run_without_dates_covers_53_weeks_and_the_current_one_is_partial(run,
 def test_every_run_ends_with_a_summary_line_on_screen_and_in_the_log(run, gateway, workdir, capsys):
     gateway.generate(40, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
     assert run(*week_range("2025-09-01", "2025-09-08")) == 0
-    line = "Summary: 1 weeks planned, 1 fetched, 0 skipped, 0 failed; 40 containers"
+    line = "Summary: 1 week planned, 1 fetched, 0 skipped, 0 failed; 40 containers"
     assert line in capsys.readouterr().err
     log_name = files(workdir / "logs")[0]
     assert re.match(r"weekly_report_\d{8}T\d{6}Z\.log", log_name)
@@ -116,7 +116,7 @@ def test_on_a_terminal_a_live_status_line_shows_progress(gateway, tmp_path):
         output += chunk
     os.close(leader)
     assert process.wait(timeout=30) == 0
-    assert b"\r\x1b[K" in output and b"weeks 2/2" in output and b"containers 600" in output
+    assert b"\r\x1b[K" in output and b"weeks 2/2" in output and b"600 containers" in output
 
 
 def test_ctrl_c_exits_130_and_leaves_no_unfinished_week(gateway, tmp_path):
@@ -131,7 +131,7 @@ def test_ctrl_c_exits_130_and_leaves_no_unfinished_week(gateway, tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert b"Interrupted" in err and b"Traceback" not in err
+    assert b"Stopped by SIGINT" in err and b"Traceback" not in err
     assert files(tmp_path / "weekly_reports") == []
 
 

@@ -6,7 +6,7 @@ import os
 from conftest import FakeClock, files, ms, week_range
 from fake_gateway import Fault
 
-TWO_WEEKS = week_range("2025-09-01", "2025-09-15")
+TWO_WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]
 
 
 def fill(gateway, count=600, first=dt.date(2025, 9, 1), end=dt.date(2025, 9, 15)):
@@ -102,7 +102,7 @@ def test_a_csv_left_without_its_json_is_replaced_by_the_next_run(run, gateway, w
 
 def test_stale_temp_files_from_a_killed_run_are_removed_and_never_taken_for_results(run, gateway, workdir):
     (workdir / "temp_reports").mkdir()
-    (workdir / "temp_reports" / "2025-09-01_2025-09-08.json.abc.tmp").write_text("[\n{\"uuid\":")
+    (workdir / "temp_reports" / "wcr-0123456789ab-2025-09-01_2025-09-08.json.tmp").write_text("[\n{\"uuid\":")
     assert run(*week_range("2025-09-01", "2025-09-08")) == 0
     assert files(workdir / "temp_reports") == [".lock"]
     assert (workdir / "weekly_reports" / "2025-09-01_2025-09-08.json").read_text() == "[]\n"

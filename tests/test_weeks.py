@@ -64,8 +64,8 @@ def test_local_time_weeks_start_at_local_midnight(monkeypatch):
 @pytest.mark.parametrize("fingerprint, partial, extension, expected", [
     ("", False, "json", "2025-09-27_2025-10-04.json"),
     ("", True, "csv", "2025-09-27_2025-10-04.partial.csv"),
-    ("f3a9c1e2", False, "json", "2025-09-27_2025-10-04.f3a9c1e2.json"),
-    ("f3a9c1e2", True, "json", "2025-09-27_2025-10-04.f3a9c1e2.partial.json"),
+    ("f3a9c1e25b7d0a64", False, "json", "2025-09-27_2025-10-04.f3a9c1e25b7d0a64.json"),
+    ("f3a9c1e25b7d0a64", True, "json", "2025-09-27_2025-10-04.f3a9c1e25b7d0a64.partial.json"),
 ])
 def test_report_names_carry_the_year_the_filter_and_the_open_state_and_parse_back(
         fingerprint, partial, extension, expected):
@@ -76,7 +76,7 @@ def test_report_names_carry_the_year_the_filter_and_the_open_state_and_parse_bac
 
 def test_different_filters_get_different_fingerprints_and_no_filter_gets_none():
     assert wcr.filter_fingerprint("") == ""
-    assert len(wcr.filter_fingerprint("state:RUNNING")) == 8
+    assert len(wcr.filter_fingerprint("state:RUNNING")) == 16
     assert wcr.filter_fingerprint("state:RUNNING") != wcr.filter_fingerprint("state:STOPPED")
 
 
