@@ -95,13 +95,15 @@ REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip"}
 READ_TIMEOUT_RANGE = (1.0, 3600.0)  # --read_timeout, seconds
 MAX_PAGE_BYTES = 256 * 1024 * 1024  # an answer that grows past this (inflated) is abandoned
 READ_CHUNK_BYTES = 64 * 1024
+INFLATE_STEP_BYTES = 1024 * 1024  # a compressed chunk is inflated this much at a time
 PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the week fails
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
 DEFAULT_SLICES = 8  # chains of pages a run may page side by side: a run of fewer weeks slices large ones
 MAX_SLICES = 32
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
-STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for its workers to tidy up
+STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
+SETTLE_SECONDS = 1.0  # and for the other workers (one stuck resolving a name is not waited for)
 MAX_WORKERS = 32
 DEFAULT_WORKERS = 6
 SHORT_SECRET = 8  # secrets shorter than this are redacted only where they stand alone
@@ -837,26 +839,31 @@ def read_body(response, cap_bytes: int) -> bytearray:
     """Read a streamed body whole, inflating it in bounded steps; abandon it past cap_bytes.
 
     Whatever Content-Length or Content-Encoding claim, no more than cap_bytes of body (plus
-    one read) is ever held: a gzip bomb is stopped as its inflated bytes are counted."""
+    one step) is ever held: a gzip bomb is stopped as its inflated bytes are counted."""
     inflater = make_inflater(response.headers.get("Content-Encoding", "").strip().lower())
     body = bytearray()
     while True:
         data = response.raw.read(READ_CHUNK_BYTES, decode_content=False)
         if not data:
             break
-        if inflater is not None:
-            try:
-                data = inflater.decompress(data, cap_bytes - len(body) + 1)
-            except zlib.error as exc:
-                raise TransientError(f"the compressed answer is damaged ({exc})") from None
-            if inflater.unconsumed_tail:
-                data += b"\0"  # more output was waiting: the body is past the cap
-        if len(body) + len(data) > cap_bytes:
-            raise PageTooLarge(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
-        body += data
+        for piece in ([data] if inflater is None else inflate(inflater, data)):
+            if len(body) + len(piece) > cap_bytes:
+                raise PageTooLarge(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
+            body += piece
     if inflater is not None and (not inflater.eof or inflater.unused_data.strip()):
         raise TransientError("the compressed answer was cut short or has data after its end")
     return body
+
+
+def inflate(inflater, data: bytes):
+    """Yield what data inflates to, at most INFLATE_STEP_BYTES at a time."""
+    while data:
+        try:
+            piece = inflater.decompress(data, INFLATE_STEP_BYTES)
+        except zlib.error as exc:
+            raise TransientError(f"the compressed answer is damaged ({exc})") from None
+        data = inflater.unconsumed_tail
+        yield piece
 
 
 def exception_chain(exc):
@@ -1131,6 +1138,8 @@ class GatewayClient:
                     response.close()
             except network_errors() as exc:
                 raise self._network_problem(exc, deadline) from None
+            if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
+                raise self._network_problem(None, deadline)
         return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
 
     def _network_problem(self, exc, deadline) -> TransientError:
@@ -2108,6 +2117,8 @@ class Exporter:
         self.threads = []
         self._sequence = 0
         self._lock = threading.Lock()
+        self._publishing = 0  # weeks being published right now
+        self._changed = threading.Condition()
 
     def run(self, jobs) -> None:
         """Export the jobs; return when all are done, raise what stops the run (tokens, signals)."""
@@ -2133,14 +2144,18 @@ class Exporter:
             self.shut_down()
 
     def shut_down(self) -> None:
-        """Stop the workers: cut requests off, wake sleepers, and wait a bounded time for them."""
+        """Stop the workers: cut requests off and wake sleepers; wait (bounded) for weeks being published."""
         self.stop.set()
         self.client.watch.abort_all()
         for _ in self.threads:
             self._submit(None)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        started = time.monotonic()
+        with self._changed:
+            while time.monotonic() - started < STOP_GRACE_SECONDS:
+                busy = any(thread.is_alive() for thread in self.threads)
+                if not busy or (not self._publishing and time.monotonic() - started >= SETTLE_SECONDS):
+                    return
+                self._changed.wait(0.05)
 
     def _submit(self, chain) -> None:
         with self._lock:
@@ -2149,6 +2164,13 @@ class Exporter:
             self.chains.put((key, self._sequence, chain))
 
     def _work(self) -> None:
+        try:
+            self._work_on_chains()
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+
+    def _work_on_chains(self) -> None:
         while True:
             _, _, chain = self.chains.get()
             if chain is None:
@@ -2237,12 +2259,18 @@ class Exporter:
         fragments = [week.fragments[index] for index in sorted(week.fragments)]
         result = WeekResult(week.job.week, error=week.error, pages=week.pages)
         if not result.error:
+            with self._changed:
+                self._publishing += 1
             try:
                 result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp,
                                                               self.flattener, self.workbook_columns)
                 log_week_done(week, result)
             except Exception as exc:
                 result.error = failure_message(week.job.week, exc)
+            finally:
+                with self._changed:
+                    self._publishing -= 1
+                    self._changed.notify_all()
         if result.error:
             for fragment in fragments:
                 fragment.discard()

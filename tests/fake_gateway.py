@@ -293,10 +293,14 @@ class FakeGateway:
         self.faults = []
         self.auth_faults = []  # Faults ("status", "reset") for POST /auth
         self.touch_uuids = set()  # served once, then `updated` moves on so paging serves them again
-        self.revoke_after_calls = None  # after this many pages, every token then valid is refused
+        self.revoke_after_calls = None  # after this many pages, every token then valid is refused (0.2 s late,
+        # so that every page served before has reached the client by then)
+        self.revoked_tokens = set()
         self.dead_logins = 0  # this many login tokens are refused at once ("JWT expired"); -1: all
         self.echo_secrets = False  # error answers echo the token and password back, in several encodings
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
+        self.close_after_pages = None  # after this many pages the fake stops listening: connections are refused
+        self.closing = False
         # what happened
         self.calls = []
         self.served = []  # uuids, in the order pages carried them
@@ -468,14 +472,18 @@ class FakeGateway:
         """The 401/403 answer for a token, or None when it is good."""
         with self.lock:
             if self.revoke_after_calls is not None and self._pages_served >= self.revoke_after_calls:
+                self.revoked_tokens |= self.valid_tokens
                 self.expired_tokens |= self.valid_tokens
                 self.valid_tokens = set()
                 self.revoke_after_calls = None
+            revoked = token in self.revoked_tokens
             valid, expired, forbidden = (token in self.valid_tokens, token in self.expired_tokens,
                                          token in self.forbidden_tokens)
         if valid:
             return None
         echo = self.echo(token)
+        if revoked:
+            time.sleep(0.2)
         if expired:
             return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired" + echo}
         if forbidden:
@@ -584,12 +592,14 @@ class FakeGateway:
             matching.sort(key=lambda record: (record.updated_ms, record.uuid))
             eligible = [record for record in matching if record.updated_ms > after
                         or (record.updated_ms == after and record.uuid not in excluded)]
-            if self.fresh_cursors and cursor:
-                eligible = matching  # the cursor moves on, the containers do not
             page = eligible[:limit]
             texts = [self.container_text(record) for record in page]
             self.served.extend(record.uuid for record in page)
             self._pages_served += 1
+            if self.close_after_pages is not None and self._pages_served >= self.close_after_pages:
+                self.close_after_pages = None
+                self.closing = True
+                self._server.socket.close()  # this answer still goes out; later connections are refused
             for record in page:
                 if record.uuid in self.touch_uuids:
                     self.touch_uuids.discard(record.uuid)
@@ -601,8 +611,8 @@ class FakeGateway:
         if last == after:
             ties |= excluded
         next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
-        if self.fresh_cursors:
-            next_query += f" AND page: {self._pages_served}"
+        if self.fresh_cursors:  # a new cursor every time, which starts from the beginning again
+            next_query = f"updated>=0 AND not uuid: [fresh-{self._pages_served}]"
         return texts, next_query
 
     def send_page(self, handler, texts, next_query, params, limit, limit_headers, fault) -> None:
@@ -623,6 +633,9 @@ class FakeGateway:
             body = '{"count": ' + str(len(texts)) + ', "data": [' + ", ".join(texts) + "]}"
         payload = body.encode("utf-8", "surrogatepass")
         headers["Content-Type"] = "application/json"
+        if self.closing:  # the connection this answer goes out on ends with it
+            headers["Connection"] = "close"
+            handler.close_connection = True
         if self.gzip and "gzip" in handler.headers.get("Accept-Encoding", ""):
             payload = gzip.compress(payload, 1)
             headers["Content-Encoding"] = "gzip"
