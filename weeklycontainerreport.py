@@ -649,9 +649,13 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record) -> bool:
         message = self.redact(record.getMessage())
-        if record.exc_info:  # the traceback goes to the log file only, redacted too
-            record.traceback_text = self.redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
-            record.exc_info = None
+        details = record.exc_text or ""  # another handler may have formatted the traceback already
+        if record.exc_info and not details:
+            details = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        details = "\n".join(part for part in (details, record.stack_info) if part)
+        if details:  # for the log file only, redacted too
+            record.traceback_text = self.redact(details)
+        record.exc_info = record.exc_text = record.stack_info = None
         record.msg, record.args = message, None
         return True
 

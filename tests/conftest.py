@@ -58,6 +58,8 @@ def workdir(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("QUALYS_TOKEN", DEMO_TOKEN)
     monkeypatch.setattr(wcr, "EMBEDDED_TOKEN", "")
+    leftover = [handler for handler in wcr.log.handlers if isinstance(handler, (wcr.LogFileHandler, wcr.ProgressHandler))]
+    assert not leftover, "an earlier run left its log handlers behind"
     return tmp_path
 
 

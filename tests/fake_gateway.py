@@ -298,6 +298,7 @@ class FakeGateway:
         self.revoked_tokens = set()
         self.dead_logins = 0  # this many login tokens are refused at once ("JWT expired"); -1: all
         self.echo_secrets = False  # error answers echo the token and password back, in several encodings
+        self.echo_padding = 0  # characters of text before the echo (a secret that straddles a cut)
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         self.close_after_pages = None  # after this many pages the fake stops listening: connections are refused
         self.closing = False
@@ -417,11 +418,12 @@ class FakeGateway:
         text = " ".join(form for secret in secrets if secret for form in secret_echoes(secret))
         with self.lock:
             self.echoed.append(text)
-        return " (you sent: " + text + ")"
+        return " " + "x" * self.echo_padding + " (you sent: " + text + ")"
 
     def handle_auth(self, handler, body: bytes) -> None:
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
-        self.calls.append({"method": "POST", "path": AUTH_PATH, "params": {}, "token": None, "form": form})
+        self.calls.append({"method": "POST", "path": AUTH_PATH, "params": {}, "token": None, "form": form,
+                           "authorization": handler.headers.get("Authorization")})
         with self.lock:
             self.logins += 1
             ok = (form.get("token") == "true" and form.get("username") in self.credentials
@@ -525,7 +527,7 @@ class FakeGateway:
         elif fault.kind in ("expire", "401"):
             if fault.kind == "expire":
                 self.expire(token)
-            send_json(handler, 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired"})
+            send_json(handler, 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired" + self.echo(token)})
         elif fault.kind == "403":
             send_json(handler, 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied", "timestamp": 0})
         elif fault.kind in ("trickle", "trickle-headers"):
@@ -750,6 +752,9 @@ class Handler(BaseHTTPRequestHandler):
             send_json(self, 404, {"message": "not found"})
             return
         self.server.gateway.handle_auth(self, body)
+
+    def do_HEAD(self):
+        send_json(self, 405, {"message": "method not allowed"})
 
 
 # --- Command line: serve, and the try-it demo ---------------------------------------------

@@ -167,3 +167,14 @@ def test_a_login_token_is_renewed_before_its_four_hours_are_up():
     assert broker.current() == "login-1"
     clock.sleep(0.6 * 3600)  # 3.6 hours after the login: the token has 24 minutes left
     assert broker.current() == "login-2" and len(logins) == 2
+
+
+def test_a_traceback_another_handler_already_formatted_is_redacted_and_kept_off_the_screen():
+    import logging
+    secrets = wcr.SecretFilter(["TOKEN-XYZ-123"])
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed", (), None)
+    record.exc_text = "Traceback (most recent call last):\nValueError: Bearer TOKEN-XYZ-123"
+    assert secrets.filter(record)
+    assert record.exc_text is None and record.exc_info is None
+    assert logging.Formatter("%(message)s").format(record) == "failed"  # what the screen shows
+    assert record.traceback_text.endswith("ValueError: Bearer ***")  # what the log file gets
