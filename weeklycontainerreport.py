@@ -105,7 +105,7 @@ MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this l
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
 SETTLE_SECONDS = 1.0  # and for the other workers (one stuck resolving a name is not waited for)
 MAX_WORKERS = 32
-DEFAULT_WORKERS = 6
+DEFAULT_WORKERS = 8
 SHORT_SECRET = 8  # secrets shorter than this are redacted only where they stand alone
 MAX_TOKEN_BYTES = 64 * 1024  # a login answer longer than this is not a token
 
@@ -1126,7 +1126,8 @@ class GatewayClient:
         if status == 204:
             return consume(None), None
         cursor = next_cursor(answer.headers)
-        return consume(answer.body), cursor
+        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
+        return consume(text), cursor
 
     def send(self, method: str, url: str, **options) -> Answer:
         """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
@@ -1290,18 +1291,14 @@ def walk_data(text: str, position: int):
     return position + 1
 
 
-def page_text(body):
-    """Decode a page as UTF-8; return (text, whether its characters are its bytes).
-
-    A byte-order mark is dropped; bytes that are not UTF-8 become U+FFFD, with a warning."""
-    if body.isascii():
-        return body.decode("ascii"), True
+def page_text(body) -> str:
+    """Decode a page as UTF-8: a byte-order mark is dropped, bytes that are not UTF-8 become U+FFFD."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("utf-8", "replace")
         log.warning("A page held bytes that are not UTF-8; they were replaced by U+FFFD")
-    return (text[1:] if text.startswith("\ufeff") else text), False
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def compact_json(value) -> str:
@@ -1457,7 +1454,10 @@ def software_field(field: str):
             software = [software]
         if not isinstance(software, list):
             return None
-        values = [entry.get(field) if type(entry) is dict else None for entry in software]
+        try:
+            values = [entry.get(field) for entry in software]
+        except AttributeError:  # an entry that is not an object
+            values = [entry.get(field) if type(entry) is dict else None for entry in software]
         if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
             values = ["" if value is None else value for value in values]
         if "null" not in values:
@@ -1530,19 +1530,23 @@ def csv_bytes(text: str) -> bytes:
         return SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
-def csv_text(rows, header=None) -> str:
-    """Render rows (and a header row first) in our CSV format: every cell quoted, CRLF."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, **CSV_FORMAT)
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+class CsvText:
+    """Renders rows in our CSV format (every cell quoted, CRLF) as UTF-8 bytes, one batch at a time."""
+
+    def __init__(self):
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, **CSV_FORMAT)
+
+    def encode(self, rows) -> bytes:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerows(rows)
+        return csv_bytes(self._buffer.getvalue())
 
 
 def csv_head(header) -> bytes:
     """The start of every CSV: a UTF-8 byte-order mark and the header row."""
-    return b"\xef\xbb\xbf" + csv_bytes(csv_text([], header))
+    return b"\xef\xbb\xbf" + CsvText().encode([header])
 
 
 def fsync_folder(folder: str) -> None:
@@ -1609,8 +1613,10 @@ class Fragment:
     """One chain's share of a week, staged: its containers as JSON lines and its CSV rows.
 
     Each container is written exactly as the gateway sent it (its own bytes, one line, then
-    ','), never re-encoded. A page is written whole or not at all, so a page that fails half
-    way can be fetched again. Containers are de-duplicated by uuid within the fragment."""
+    ','), never re-encoded, and its CSV rows right after, so a page costs little more memory
+    than its text. A page is written whole or not at all: when one fails half way, both files
+    are cut back to where the page began, and the page can be fetched again. Containers are
+    de-duplicated by uuid within the fragment."""
 
     def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, tag: str, whole_week: bool):
         self.whole_week = whole_week  # the week's only fragment: its files are the final ones
@@ -1618,6 +1624,7 @@ class Fragment:
         self.keys = set()
         self.containers = self.rows = self.duplicates = 0
         self.json = self.csv = None
+        self._rows_text = CsvText()
         try:
             self.json = StagedFile(temp_folder, job.json_path + tag)
             self.csv = StagedFile(temp_folder, job.csv_path + tag)
@@ -1628,38 +1635,44 @@ class Fragment:
             self.discard()
             raise
 
-    def add_page(self, body) -> PageStats:
-        """Write a page's containers that this fragment does not have yet."""
-        if body is None:
+    def add_page(self, text) -> PageStats:
+        """Write a page's containers that this fragment does not have yet; all of them, or none."""
+        if text is None:
             return PageStats()
-        text, same_bytes = page_text(body)
-        multiline = "\n" in text or "\r" in text
-        stats, new_keys, spans, rows = PageStats(), set(), [], []
+        json_start, csv_start = self.json.stream.tell(), self.csv.stream.tell()
+        try:
+            stats, new_keys, rows, duplicates = self._write_page(text)
+        except BaseException:
+            for stream, position in ((self.json.stream, json_start), (self.csv.stream, csv_start)):
+                stream.seek(position)
+                stream.truncate()
+            raise
+        self.keys |= new_keys
+        self.containers += stats.written
+        self.rows += rows
+        self.duplicates += duplicates
+        return stats
+
+    def _write_page(self, text: str):
+        one_line = "\n" not in text and "\r" not in text
+        stats, new_keys, rows, duplicates = PageStats(), set(), 0, 0
+        json_out, csv_out, flatten = self.json.stream, self.csv.stream, self.flattener.rows
         for container, start, end in walk_page(text):
             stats.items += 1
             key = uuid_key(container)
             if key is not None:
                 if key in self.keys or key in new_keys:
-                    self.duplicates += 1
+                    duplicates += 1
                     continue
                 new_keys.add(key)
-            spans.append((start, end))
-            rows += self.flattener.rows(container)
-        parts = []
-        for start, end in spans:  # one line per container: what the gateway sent, minus line breaks
-            if same_bytes and not multiline:
-                parts.append(memoryview(body)[start:end])
-            else:
-                raw = text[start:end]
-                parts.append((raw.replace("\n", "").replace("\r", "") if multiline else raw).encode("utf-8"))
-            parts.append(b",\n")
-        self.json.stream.writelines(parts)
-        self.csv.stream.write(csv_bytes(csv_text(rows)))
-        self.keys |= new_keys
-        stats.written, stats.new_uuids = len(spans), len(new_keys)
-        self.containers += len(spans)
-        self.rows += len(rows)
-        return stats
+            raw = text[start:end]  # what the gateway sent; one line per container, so minus line breaks
+            json_out.write((raw if one_line else raw.replace("\n", "").replace("\r", "")).encode("utf-8") + b",\n")
+            container_rows = flatten(container)
+            csv_out.write(self._rows_text.encode(container_rows))
+            rows += len(container_rows)
+            stats.written += 1
+        stats.new_uuids = len(new_keys)
+        return stats, new_keys, rows, duplicates
 
     def discard(self) -> None:
         for staged in (self.json, self.csv):
@@ -1729,12 +1742,13 @@ def copy_without(fragment: Fragment, skip_keys, json_out, csv_out, flattener: Ro
     """Copy a fragment's containers except those with the given uuid keys; return (containers, rows)."""
     log.info("A container came in two slices of one week; keeping its first copy")
     containers = rows = 0
+    rows_text = CsvText()
     for line, container in json_lines(fragment.json.stream):
         if uuid_key(container) in skip_keys:
             continue
         json_out.write(line + b",\n")
         container_rows = flattener.rows(container)
-        csv_out.write(csv_bytes(csv_text(container_rows)))
+        csv_out.write(rows_text.encode(container_rows))
         containers, rows = containers + 1, rows + len(container_rows)
     return containers, rows
 
@@ -1796,9 +1810,10 @@ def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowF
     try:
         staged.stream.write(csv_head(flattener.header))
         containers = rows = 0
+        rows_text = CsvText()
         for container in read_report(json_path):
             container_rows = flattener.rows(container)
-            staged.stream.write(csv_bytes(csv_text(container_rows)))
+            staged.stream.write(rows_text.encode(container_rows))
             containers += 1
             rows += len(container_rows)
         if containers:
@@ -2130,7 +2145,7 @@ class Exporter:
         for order, job in enumerate(jobs):
             self._submit(Chain(WeekRun(job, order, slices), 0, job.query, job.week.label))
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"worker-{number}")
-                        for number in range(min(self.settings.workers, len(jobs)))]
+                        for number in range(min(self.settings.workers, len(jobs) * slices))]
         for thread in self.threads:
             thread.start()
         try:

@@ -1,34 +1,37 @@
 #!/usr/bin/env python3
 """Benchmark weeklycontainerreport.py against the fake gateway on loopback; prints ratios.
 
-    python3 tests/benchmark.py            # the full run (a minute or two)
-    python3 tests/benchmark.py --quick    # smaller weeks, for a first look
+    python3 tests/benchmark.py            # the full run (a few minutes)
+    python3 tests/benchmark.py --quick    # one repetition, smaller weeks, for a first look
 
-1. Backfill time against the ideal: an 8-week backfill with per-page latency and a
-   scaled-down rate limit; wall time / (pages / allowed rate) and the share of 429s,
-   for --workers 4 and --workers 1.
-2. Peak RSS of the exporting process for two week sizes 4x apart, and their ratio.
-3. CPU seconds per 10,000 containers, against a bare json.loads of the same pages.
+1. The big open week: one week of 24,000 containers (96 pages) at 0.2 s per page, the rate
+   limit scaled to 120 calls per 6 s (the real latency-to-rate ratio, ten times faster):
+   wall time / ideal, with the defaults, with --workers 1, and unsliced (--slices 1).
+2. Backfill: 8 weeks of 1,100 containers at 0.4 s per page, 20 calls per 2 s: wall time /
+   ideal (the fewest pages / the allowed rate), and the share of calls that drew a 429.
+3. Small weeks: the list calls of 20 one-page weeks.
+4. Peak RSS of the exporting process itself (its own VmHWM), for a week of 3,000 and of
+   12,000 large containers, and for --workers 1, 4 and 8 on the big one.
+5. CPU of an unsliced export / a bare json.loads of the same pages, timed in a clean child.
 
-Not collected by pytest (its name does not start with test_); never a timed assertion.
+Repetitions give medians. Not collected by pytest (its name does not start with test_);
+never a timed assertion.
 """
 import argparse
 import datetime as dt
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from urllib.parse import parse_qs, urlsplit
 
-import requests
-
-from fake_gateway import DEMO_TOKEN, LIST_PATH, SCRIPT, FakeGateway
+from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway
 
 FIRST_DAY = dt.date(2025, 9, 1)
 MiB = 1024 * 1024
-
 
 # The child reports its own peak RSS (VmHWM of its process image). ru_maxrss from wait4 would
 # not do: Linux folds the parent's RSS at fork/exec time into it, and the parent holds the fake.
@@ -41,6 +44,26 @@ PEAK_PROBE = (
     "peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')]\n"
     "sys.stderr.write('PEAK_RSS_KB %s\\n' % peak[0])\n"
     "sys.exit(code)\n"
+)
+
+# A clean child times json.loads of the pages a file holds (length-prefixed), so that the
+# parent's big heap (the fake and its data) does not slow the collector and flatter the ratio.
+LOADS_PROBE = (
+    "import json, sys, time\n"
+    "pages, data = [], open(sys.argv[1], 'rb').read()\n"
+    "position = 0\n"
+    "while position < len(data):\n"
+    "    size = int.from_bytes(data[position:position + 8], 'big')\n"
+    "    pages.append(data[position + 8:position + 8 + size])\n"
+    "    position += 8 + size\n"
+    "best = None\n"
+    "for _ in range(3):\n"
+    "    started = time.process_time()\n"
+    "    for page in pages:\n"
+    "        json.loads(page)\n"
+    "    took = time.process_time() - started\n"
+    "    best = took if best is None else min(best, took)\n"
+    "print(best)\n"
 )
 
 
@@ -59,85 +82,141 @@ def run_exporter(url, folder, first_day, end_day, *extra):
     return code, wall, usage.ru_utime + usage.ru_stime, peak_kb * 1024
 
 
-def backfill(workers: int, per_week: int) -> dict:
-    """Measure an 8-week backfill against the rate limit's ideal."""
+def timed_run(gateway, weeks: int, *extra) -> dict:
+    """One export against the gateway into a fresh folder; its calls, 429s and wall time."""
+    before_calls, before_429 = len(gateway.list_calls()), gateway.rate_limited
+    with tempfile.TemporaryDirectory() as folder:
+        code, wall, _, _ = run_exporter(gateway.url, folder, FIRST_DAY, FIRST_DAY + dt.timedelta(days=7 * weeks),
+                                        *extra)
+    calls = len(gateway.list_calls()) - before_calls
+    limited = gateway.rate_limited - before_429
+    return {"code": code, "wall": wall, "calls": calls, "share_429": limited / max(calls, 1)}
+
+
+def median_of(runs: list, key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def big_open_week(repetitions: int, containers: int) -> None:
+    gateway = FakeGateway(vulns_per_container=1, software_per_vuln=1)
+    gateway.generate(containers, FIRST_DAY, FIRST_DAY + dt.timedelta(days=7))
+    gateway.latency_seconds = 0.2
+    gateway.rate_limit = (120, 6.0)
+    pages = math.ceil(containers / 250)
+    ideal = pages / (gateway.rate_limit[0] / gateway.rate_limit[1])
+    print(f"1. The big open week: {containers} containers ({pages} pages), 0.2 s per page, 120 calls / 6 s; "
+          f"ideal {ideal:.1f}s")
+    with gateway:
+        for label, extra in (("defaults", ()), ("--workers 1", ("--workers", "1")), ("--slices 1", ("--slices", "1"))):
+            runs = []
+            for _ in range(repetitions):
+                runs.append(timed_run(gateway, 1, *extra))
+                time.sleep(gateway.rate_limit[1])  # a fresh window for the next run
+            print(f"   {label:12} exit {runs[0]['code']}: wall / ideal = {median_of(runs, 'wall') / ideal:.2f}x, "
+                  f"{median_of(runs, 'calls'):.0f} calls, 429s = {median_of(runs, 'share_429'):.1%}")
+
+
+def backfill(repetitions: int) -> None:
     gateway = FakeGateway(vulns_per_container=2, software_per_vuln=1)
-    gateway.generate(per_week * 8, FIRST_DAY, FIRST_DAY + dt.timedelta(days=56))
+    gateway.generate(1100 * 8, FIRST_DAY, FIRST_DAY + dt.timedelta(days=56))
     gateway.latency_seconds = 0.4
     gateway.rate_limit = (20, 2.0)
-    with gateway, tempfile.TemporaryDirectory() as folder:
-        code, wall, _, _ = run_exporter(gateway.url, folder, FIRST_DAY, FIRST_DAY + dt.timedelta(days=56),
-                                        "--workers", str(workers))
-        calls = len(gateway.list_calls())
-        pages = calls - gateway.rate_limited
-        ideal = pages / (gateway.rate_limit[0] / gateway.rate_limit[1])
-        return {"code": code, "wall": wall, "pages": pages, "ratio": wall / ideal,
-                "share_429": gateway.rate_limited / max(calls, 1)}
+    ideal = 8 * math.ceil(1100 / 250) / (gateway.rate_limit[0] / gateway.rate_limit[1])
+    print(f"2. Backfill: 8 weeks of 1,100 containers, 0.4 s per page, 20 calls / 2 s; ideal {ideal:.1f}s")
+    with gateway:
+        for label, extra in (("defaults", ()), ("--workers 1", ("--workers", "1"))):
+            runs = []
+            for _ in range(repetitions):
+                runs.append(timed_run(gateway, 8, *extra))
+                time.sleep(gateway.rate_limit[1])
+            print(f"   {label:12} exit {runs[0]['code']}: wall / ideal = {median_of(runs, 'wall') / ideal:.2f}x, "
+                  f"{median_of(runs, 'calls'):.0f} calls, 429s = {median_of(runs, 'share_429'):.1%}")
 
 
-def raw_pages(url: str, first_day: dt.date, end_day: dt.date) -> list:
-    """Fetch a week's pages as raw bytes, as the exporter would see them."""
-    start_ms = int(dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.timezone.utc).timestamp())
-    end_ms = int(dt.datetime(end_day.year, end_day.month, end_day.day, tzinfo=dt.timezone.utc).timestamp())
-    params = {"filter": f"created:[{start_ms * 1000} ... {end_ms * 1000 - 1}]", "limit": 250}
-    pages = []
-    with requests.Session() as session:
+def small_weeks() -> None:
+    gateway = FakeGateway(vulns_per_container=2, software_per_vuln=1)
+    gateway.generate(20 * 120, FIRST_DAY, FIRST_DAY + dt.timedelta(days=7 * 20))
+    with gateway:
+        one_run = timed_run(gateway, 20)
+        singles = [timed_run(gateway, 1) for _ in range(1)]  # a daily run: one open week alone
+    print(f"3. Small weeks: 20 one-page weeks cost {one_run['calls']} list calls (exit {one_run['code']}); "
+          f"one such week alone costs {singles[0]['calls']}")
+
+
+def write_pages(gateway, first_day, end_day, path: str) -> int:
+    """Store the pages of one unsliced week, as the gateway serves them, for the json.loads child."""
+    query = (f"created:[{int(dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.timezone.utc).timestamp()) * 1000}"
+             f" ... {int(dt.datetime(end_day.year, end_day.month, end_day.day, tzinfo=dt.timezone.utc).timestamp()) * 1000 - 1}]")
+    from fake_gateway import parse_qql
+    predicate, cursor, count = parse_qql(query), None, 0
+    with open(path, "wb") as stream:
         while True:
-            response = session.get(url + LIST_PATH, params=params, headers={"Authorization": f"Bearer {DEMO_TOKEN}"})
-            pages.append(response.content)
-            link = response.links.get("next", {}).get("url")
-            if not link or not json.loads(response.content).get("data"):
-                return pages
-            params["paginationQuery"] = parse_qs(urlsplit(link).query)["paginationQuery"][0]
+            texts, cursor = gateway.page(predicate, cursor, 250)
+            body = ('{"count": ' + str(len(texts)) + ', "data": [' + ", ".join(texts) + "]}").encode()
+            stream.write(len(body).to_bytes(8, "big") + body)
+            count += 1
+            if cursor is None:
+                return count
 
 
-def loads_seconds(pages) -> float:
-    """CPU seconds for a bare json.loads of every page."""
-    started = time.process_time()
-    for page in pages:
-        json.loads(page)
-    return time.process_time() - started
-
-
-def big_week(containers: int, software: int) -> dict:
-    """Export one week of large containers; measure RSS and CPU, and json.loads of the same pages."""
-    gateway = FakeGateway(vulns_per_container=4, software_per_vuln=software)
-    end_day = FIRST_DAY + dt.timedelta(days=7)
-    gateway.generate(containers, FIRST_DAY, end_day)
-    gateway.rate_limit = None
-    with gateway, tempfile.TemporaryDirectory() as folder:
-        code, wall, cpu, rss = run_exporter(gateway.url, folder, FIRST_DAY, end_day, "--workers", "1")
-        _, _, startup_cpu, _ = run_exporter(gateway.url, folder, FIRST_DAY, end_day, "--dry_run")
-        json_bytes = os.path.getsize(os.path.join(folder, "weekly_reports", f"{FIRST_DAY}_{end_day}.json"))
-        pages = raw_pages(gateway.url, FIRST_DAY, end_day)
-    loads_cpu = min(loads_seconds(pages) for _ in range(3))
-    return {"code": code, "containers": containers, "rss": rss, "cpu": cpu - startup_cpu, "startup_cpu": startup_cpu,
-            "loads_cpu": loads_cpu, "json_mib": json_bytes / MiB}
+def memory_and_cpu(repetitions: int, sizes) -> None:
+    print("4. Peak RSS and 5. CPU, one week of large containers (100 software entries per QID, up to 4 QIDs)")
+    results = {}
+    for containers in sizes:
+        gateway = FakeGateway(vulns_per_container=4, software_per_vuln=100)
+        end_day = FIRST_DAY + dt.timedelta(days=7)
+        gateway.generate(containers, FIRST_DAY, end_day)
+        gateway.rate_limit = None
+        configs = [("defaults", ())] + ([("--workers 1", ("--workers", "1")), ("--workers 4", ("--workers", "4")),
+                                          ("--workers 8", ("--workers", "8"))] if containers == sizes[-1] else [])
+        with gateway, tempfile.TemporaryDirectory() as folder:
+            for label, extra in configs:
+                peaks = []
+                for _ in range(repetitions):
+                    code, _, _, rss = run_exporter(gateway.url, os.path.join(folder, "out"), FIRST_DAY, end_day, *extra)
+                    subprocess.run(["rm", "-rf", os.path.join(folder, "out")])
+                    peaks.append(rss)
+                results[(containers, label)] = statistics.median(peaks)
+                print(f"   {containers:>6} containers, {label:12}: exit {code}, peak RSS "
+                      f"{results[(containers, label)] / MiB:.0f} MiB")
+            cpus = []
+            for _ in range(repetitions):
+                _, _, cpu, _ = run_exporter(gateway.url, os.path.join(folder, "cpu"), FIRST_DAY, end_day,
+                                            "--workers", "1", "--slices", "1")
+                json_bytes = os.path.getsize(os.path.join(folder, "cpu", "weekly_reports", f"{FIRST_DAY}_{end_day}.json"))
+                subprocess.run(["rm", "-rf", os.path.join(folder, "cpu")])
+                cpus.append(cpu)
+            _, _, startup, _ = run_exporter(gateway.url, os.path.join(folder, "dry"), FIRST_DAY, end_day, "--dry_run")
+            pages_path = os.path.join(folder, "pages.bin")
+            write_pages(gateway, FIRST_DAY, end_day, pages_path)
+            loads = float(subprocess.run([sys.executable, "-c", LOADS_PROBE, pages_path], capture_output=True,
+                                         text=True, check=True).stdout)
+        cpu = statistics.median(cpus) - startup
+        print(f"   {containers:>6} containers ({json_bytes / MiB:.0f} MiB of JSON): CPU / json.loads = "
+              f"{cpu / loads:.2f}x (export {cpu:.2f}s after {startup:.2f}s of start-up, json.loads {loads:.2f}s)")
+    if len(sizes) == 2:
+        print(f"   RSS ratio {sizes[1]} / {sizes[0]} containers (defaults) = "
+              f"{results[(sizes[1], 'defaults')] / results[(sizes[0], 'defaults')]:.2f}x")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller weeks (1,000 and 4,000 containers)")
+    parser.add_argument("--quick", action="store_true", help="one repetition and smaller weeks")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), help="run one part (4 is RSS and CPU)")
+    parser.add_argument("--repetitions", type=int, default=0, help="repetitions of each timed run")
     args = parser.parse_args()
-    small = 1000 if args.quick else 3000
-    software = 100
-
-    print("1. Backfill: 8 weeks, 0.4 s per page, rate limit 20 calls / 2 s")
-    for workers in (4, 1):
-        result = backfill(workers, per_week=1100)
-        print(f"   --workers {workers}: exit {result['code']}, {result['pages']} pages, "
-              f"wall / ideal = {result['ratio']:.2f}x, 429s = {result['share_429']:.1%}")
-
-    print(f"2. Peak RSS and 3. CPU, one week of large containers ({software} software entries per QID, up to 4 QIDs)")
-    sizes = [big_week(small, software), big_week(small * 4, software)]
-    for result in sizes:
-        print(f"   {result['containers']:>6} containers ({result['json_mib']:.0f} MiB of JSON): exit {result['code']}, "
-              f"peak RSS {result['rss'] / MiB:.0f} MiB, CPU / json.loads = {result['cpu'] / result['loads_cpu']:.2f}x, "
-              f"CPU per 10,000 containers = {result['cpu'] / result['containers'] * 10000:.1f}s "
-              f"(json.loads {result['loads_cpu'] / result['containers'] * 10000:.1f}s; "
-              f"start-up {result['startup_cpu']:.2f}s not counted)")
-    print(f"   RSS ratio {sizes[1]['containers']} / {sizes[0]['containers']} containers = "
-          f"{sizes[1]['rss'] / sizes[0]['rss']:.2f}x")
+    repetitions = 1 if args.quick else 3
+    if args.repetitions:
+        repetitions = args.repetitions
+    parts = {
+        1: lambda: big_open_week(repetitions, 6000 if args.quick else 24000),
+        2: lambda: backfill(repetitions),
+        3: small_weeks,
+        4: lambda: memory_and_cpu(1 if args.quick else 2, (1000, 4000) if args.quick else (3000, 12000)),
+    }
+    for number, part in parts.items():
+        if args.only in (None, number):
+            part()
     return 0
 
 

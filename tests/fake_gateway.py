@@ -49,7 +49,7 @@ LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor", "null-cur
 EMPTY_STYLES = ("empty-list", "null", "missing", "204")
 WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
 FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
-               "trickle", "trickle-headers", "bomb", "limit-headers")
+               "trickle", "trickle-headers", "bomb", "limit-headers", "garbled")
 
 
 def epoch_ms(day: dt.date) -> int:
@@ -61,7 +61,7 @@ def epoch_ms(day: dt.date) -> int:
 
 
 def hex_digits(rng: random.Random, count: int) -> str:
-    return "".join(rng.choice("0123456789abcdef") for _ in range(count))
+    return f"{rng.getrandbits(4 * count):0{count}x}"
 
 
 def make_core(seed: int, index: int, created_ms: int) -> dict:
@@ -142,6 +142,8 @@ class Record:
     index: int = -1  # >= 0 for generated containers
     vulnerabilities: object = None  # a list for hand-made containers
     raw: str = ""  # for odd containers: the exact JSON text to serve (uuid is then only the fake's key)
+    text: str = ""  # the JSON text last served, and what it was made from
+    text_key: object = None
 
 
 # --- QQL --------------------------------------------------------------------------------
@@ -302,6 +304,7 @@ class FakeGateway:
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         self.close_after_pages = None  # after this many pages the fake stops listening: connections are refused
         self.closing = False
+        self.ignore_ranges = False  # a gateway that ignores the created range: every slice gets every container
         # what happened
         self.calls = []
         self.served = []  # uuids, in the order pages carried them
@@ -359,7 +362,13 @@ class FakeGateway:
         return container
 
     def container_text(self, record: Record) -> str:
-        return record.raw or json.dumps(self.container_json(record))
+        """The JSON text served for a container (cached: generating vulnerabilities is slow)."""
+        if record.raw:
+            return record.raw
+        key = (record.updated_ms, id(record.vulnerabilities))
+        if record.text_key != key:
+            record.text, record.text_key = json.dumps(self.container_json(record)), key
+        return record.text
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -393,7 +402,7 @@ class FakeGateway:
     def start(self) -> "FakeGateway":
         self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.gateway = self
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -444,6 +453,7 @@ class FakeGateway:
         self.calls.append({"method": "GET", "path": LIST_PATH, "params": params, "token": token})
         query = params.get("filter", [""])[0]
         cursor = params.get("paginationQuery", [None])[0]
+        served_query = re.sub(r"^created:\[[^\]]*\]( and )?", "", query) if self.ignore_ranges else query
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
         refusal = self.refusal(token)
@@ -460,7 +470,7 @@ class FakeGateway:
             limit_headers = dict(limit_headers, **fault.headers)
         try:
             limit = int(params.get("limit", ["50"])[0])
-            predicate = parse_qql(query) if query.strip() else (lambda item: True)
+            predicate = parse_qql(served_query) if served_query.strip() else (lambda item: True)
             if not 1 <= limit <= MAX_LIMIT:
                 raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
             page, next_query = self.page(predicate, cursor, limit)
@@ -538,7 +548,7 @@ class FakeGateway:
             time.sleep(fault.seconds)
             return False
         else:
-            return False  # "truncate" and "limit-headers" change the normal answer
+            return False  # "truncate", "garbled" and "limit-headers" change the normal answer
         return True
 
     def count_call(self):
@@ -641,6 +651,8 @@ class FakeGateway:
         if self.gzip and "gzip" in handler.headers.get("Accept-Encoding", ""):
             payload = gzip.compress(payload, 1)
             headers["Content-Encoding"] = "gzip"
+        if fault and fault.kind == "garbled":  # every container arrives, then the JSON breaks
+            payload = payload[:-2] + b"!}"
         send(handler, 200, payload, headers, truncate=bool(fault and fault.kind == "truncate"))
 
     def next_link(self, next_query: str, params: dict, limit: int) -> str:

@@ -109,7 +109,7 @@ def test_a_token_expiring_mid_week_without_credentials_exits_3_and_keeps_only_wh
 
 def test_workers_that_see_the_same_expired_token_log_in_only_once(run, gateway, workdir, monkeypatch):
     gateway.generate(2400, dt.date(2025, 9, 1), dt.date(2025, 10, 27))
-    gateway.latency_seconds = 0.05
+    gateway.latency_seconds = 0.03
     give_login(gateway, monkeypatch, "pw", keep_token=True)
     gateway.faults = [Fault("expire", with_cursor=True)]
     assert run(*week_range("2025-09-01", "2025-10-27"), "--workers", "4") == 0

@@ -9,7 +9,7 @@ EIGHT_WEEKS = week_range("2025-09-01", "2025-10-27")
 
 
 def fill(gateway):
-    gateway.generate(3000, dt.date(2025, 9, 1), dt.date(2025, 10, 27))
+    gateway.generate(2400, dt.date(2025, 9, 1), dt.date(2025, 10, 27))
 
 
 def test_one_worker_and_four_workers_write_identical_files(run, gateway, workdir):
@@ -27,7 +27,7 @@ def test_one_worker_and_four_workers_write_identical_files(run, gateway, workdir
 
 def test_pages_of_different_weeks_interleave_and_each_week_stays_whole(run, gateway, workdir):
     fill(gateway)
-    gateway.latency_seconds = 0.05
+    gateway.latency_seconds = 0.03
     assert run(*EIGHT_WEEKS, "--workers", "4") == 0
     starts = [call["params"]["filter"][0] for call in gateway.list_calls()]
     switches = sum(1 for before, after in zip(starts, starts[1:]) if before != after)

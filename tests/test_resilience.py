@@ -134,14 +134,6 @@ def test_calls_are_paced_by_the_rate_limit_headers(run, gateway, workdir, clock)
     assert gateway.rate_limited == 0
 
 
-def test_a_read_that_stalls_past_the_read_timeout_is_retried(run, gateway, workdir, clock):
-    fill_week(gateway)
-    gateway.faults = [Fault("slow", seconds=1.6, with_cursor=True)]
-    assert run(*WEEK, "--read_timeout", "1") == 0
-    assert stored_uuids(workdir) == {record.uuid for record in gateway.records}
-    assert "timed out" in log_text(workdir)
-
-
 def run_script(gateway_url, folder, *args, token=DEMO_TOKEN, **popen):
     env = dict(os.environ, QUALYS_TOKEN=token)
     return subprocess.Popen([sys.executable, SCRIPT, gateway_url, *args, "--output_dir", str(folder)], env=env,
@@ -153,12 +145,12 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
     weeks = week_range("2025-09-01", "2025-10-06")
     clean = tmp_path / "clean"
     assert run_script(gateway.url, clean, *weeks).wait() == 0
-    gateway.latency_seconds = 0.1  # a run now takes a second or two, and is killed somewhere in it
+    gateway.latency_seconds = 0.08  # a run now takes about a second, and is killed somewhere in it
     killed = tmp_path / "killed"
     chooser, weeks_seen = random.Random(2026), set()
-    for _ in range(6):
+    for _ in range(4):
         process = run_script(gateway.url, killed, *weeks, "--workers", "1")
-        time.sleep(chooser.uniform(0.3, 1.2))
+        time.sleep(chooser.uniform(0.25, 0.9))
         process.kill()
         process.wait()
         weeks_seen.add(len(files(killed / "weekly_reports")))
@@ -178,8 +170,8 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
 
 
 def test_a_second_run_on_the_same_folder_stops_at_once_and_fetches_nothing(gateway, tmp_path, clock, capsys):
-    gateway.generate(1500, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
-    gateway.latency_seconds = 0.3
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
+    gateway.latency_seconds = 0.12
     gateway.valid_tokens.add("second-run-token")
     first = run_script(gateway.url, tmp_path, *week_range("2025-09-01", "2025-09-15"), "--workers", "1")
     deadline = time.monotonic() + 20
@@ -199,8 +191,8 @@ def test_a_second_run_on_the_same_folder_stops_at_once_and_fetches_nothing(gatew
 
 
 def test_the_lock_is_released_when_its_holder_is_killed(gateway, tmp_path, clock):
-    gateway.generate(1500, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
-    gateway.latency_seconds = 0.3
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
+    gateway.latency_seconds = 0.12
     holder = run_script(gateway.url, tmp_path, *week_range("2025-09-01", "2025-09-15"))
     deadline = time.monotonic() + 20
     while not gateway.list_calls() and time.monotonic() < deadline:
@@ -213,7 +205,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(gateway, tmp_path, clock
 
 def test_a_quota_used_up_by_someone_else_is_waited_out_in_real_time(run, gateway, workdir):
     fill_week(gateway, 800)
-    gateway.rate_limit = (4, 1.0)
+    gateway.rate_limit = (4, 0.4)
     gateway._call_times = [time.monotonic()] * 4  # another client has just spent the window
     assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
     assert gateway.rate_limited >= 1

@@ -39,23 +39,23 @@ def client_for(gateway, clock=None, **policy):
     return client, session
 
 
-def keep_count(body):
-    return sum(1 for _ in wcr.walk_page(wcr.page_text(body)[0])) if body is not None else 0
+def keep_count(text):
+    return sum(1 for _ in wcr.walk_page(text)) if text is not None else 0
 
 
 # --- Every request has an end ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["trickle", "trickle-headers"])
-def test_an_answer_that_trickles_in_forever_ends_at_the_deadline(kind, gateway):
+@pytest.mark.parametrize("kind", ["trickle", "trickle-headers", "slow"])
+def test_an_answer_that_trickles_in_or_stalls_ends_at_the_deadline(kind, gateway):
     fill_week(gateway, 10)
-    gateway.faults = [Fault(kind, seconds=0.05, times=-1)]  # a byte every 50 ms: no read ever times out
-    client, session = client_for(gateway, read_timeout_seconds=0.6, max_attempts=2)
+    gateway.faults = [Fault(kind, seconds=0.05 if kind != "slow" else 5, times=-1)]  # a byte every 50 ms, or none
+    client, session = client_for(gateway, read_timeout_seconds=0.5, max_attempts=1)
     started = time.monotonic()
-    with session, pytest.raises(wcr.WeekFailed, match=r"timed out: no whole answer within --read_timeout \(0.6s\)"):
+    with session, pytest.raises(wcr.WeekFailed, match=r"timed out: no whole answer within --read_timeout \(0.5s\)"):
         client.fetch_page(QUERY, None, "test", keep_count)
-    assert time.monotonic() - started < 3.0  # two attempts of 0.6 s, not forever
-    assert len(gateway.list_calls()) == 2
+    assert time.monotonic() - started < 2.0  # one attempt of half a second, not forever
+    assert len(gateway.list_calls()) == 1
 
 
 def test_a_trickled_page_is_retried_and_the_week_is_kept_whole(run, gateway, workdir):
@@ -90,7 +90,7 @@ PEAK_PROBE = (
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from /proc")
 def test_a_gzip_bomb_never_takes_the_process_past_the_page_cap_plus_a_margin(gateway, tmp_path):
     fill_week(gateway, 10)
-    gateway.faults = [Fault("bomb", size=768 << 20)]  # inflates to 3 times the 256 MiB cap, once
+    gateway.faults = [Fault("bomb", size=320 << 20)]  # inflates past the 256 MiB cap, once
     result = subprocess.run([sys.executable, "-c", PEAK_PROBE, SCRIPT, gateway.url, *WEEK, "--output_dir",
                              str(tmp_path)], capture_output=True, text=True, timeout=60,
                             env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
@@ -190,7 +190,7 @@ def reset_sigint():
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_like_ctrl_c_keeping_finished_weeks(signum, code, gateway, tmp_path):
     gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
-    gateway.latency_seconds = 0.15
+    gateway.latency_seconds = 0.08
     process = subprocess.Popen([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
                                 "--workers", "1", "--slices", "1", "--output_dir", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=reset_sigint,
