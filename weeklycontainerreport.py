@@ -23,7 +23,6 @@ import datetime as dt
 import email.utils
 import errno
 import functools
-import gc
 import hashlib
 import http.client
 import io
@@ -39,7 +38,6 @@ import shutil
 import signal
 import socket
 import ssl
-import stat
 import sys
 import threading
 import time
@@ -560,8 +558,10 @@ class Pacer:
             self._clock.sleep(delay, wake)
         return delay
 
-    def learn(self, headers) -> None:
-        """Take the limit, window and remaining calls from a response's headers, if they are sane."""
+    def learn(self, headers, rate_limited: bool = False) -> None:
+        """Take the limit, window and remaining calls from a response's headers, if they are sane.
+
+        On a 429 the wait headers say how long to wait, so its Remaining: 0 adds no hold."""
         limit = header_number(headers, "X-RateLimit-Limit")
         window = header_number(headers, "X-RateLimit-Window-Sec")
         remaining = header_number(headers, "X-RateLimit-Remaining")
@@ -573,8 +573,11 @@ class Pacer:
                                 limit, window, interval)
                 self._interval_seconds = interval
                 self._next_slot = max(self._next_slot, self._last_slot + interval)
-            if remaining is not None and remaining <= 0:
-                self._next_slot = max(self._next_slot, self._clock.monotonic() + self._interval_seconds)
+            if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
+                wait = min(window, self._cap)  # the window's calls are spent (by another client, say)
+                if wait >= LONG_WAIT_SECONDS and self._clock.monotonic() + wait > self._next_slot + 1:
+                    log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", wait)
+                self._next_slot = max(self._next_slot, self._clock.monotonic() + wait)
 
     def hold(self, seconds: float) -> None:
         """Keep every worker from sending for the given seconds (after a 429)."""
@@ -1111,8 +1114,8 @@ class GatewayClient:
         self.check_stop()
         token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
         answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
-        self.pacer.learn(answer.headers)
         status = answer.status
+        self.pacer.learn(answer.headers, rate_limited=status == 429)
         if status in TOKEN_STATUSES:
             self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
             raise TokenRejected()
@@ -2194,35 +2197,29 @@ class Exporter:
             _, _, chain = self.chains.get()
             if chain is None:
                 return
-            if self.stop.is_set():
-                continue
-            try:
-                self._run_chain(chain)
-            except BaseException as exc:  # no token left, or a gateway that never answers: stop the run
-                self.events.put(("fatal", exc))
+            if not self.stop.is_set() and not self._run_chain(chain):
                 return
 
-    def _run_chain(self, chain: Chain) -> None:
+    def _run_chain(self, chain: Chain) -> bool:
+        """Run one chain; return False when what happened stops the whole run (this worker too)."""
         week = chain.week
         fragment = None
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
                                 "" if chain.index == 0 else f".slice{chain.index}", chain.index == 0)
             outcome = self._page_through(chain, fragment)
-        except (AuthError, GatewayUnreachable) as exc:
-            self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
-            self._chain_ended(chain, fragment, f"the run stopped: {exc}")
-            return
         except BaseException as exc:
-            self._chain_ended(chain, fragment, failure_message(week.job.week, exc))
-            if not isinstance(exc, Exception):
-                raise
-            return
+            fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
+            if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
+                self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
+            self._chain_ended(chain, fragment, "the run stopped" if fatal else failure_message(week.job.week, exc))
+            return not fatal
         if outcome == SPLIT:
             fragment.discard()
             self._split(week)
         else:
             self._chain_ended(chain, fragment, "")
+        return True
 
     def _page_through(self, chain: Chain, fragment: Fragment):
         """Fetch a chain's pages into its fragment; return SPLIT when the week should be sliced."""
@@ -2694,8 +2691,12 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         raise UsageError("--rebuild_csv and --dry_run do not go together")
     optional_filter = args.optional_filter.strip()
     check_filter(optional_filter)
-    gateway_text = args.gateway or environ.get("QUALYS_GATEWAY", "").strip()
-    gateway = gateway_base(gateway_text) if gateway_text else ""
+    source, gateway_text = ("GATEWAY", args.gateway) if args.gateway else ("QUALYS_GATEWAY", environ.get(
+        "QUALYS_GATEWAY", "").strip())
+    try:
+        gateway = gateway_base(gateway_text) if gateway_text else ""
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc}") from None
     if not gateway and not (args.rebuild_csv or args.dry_run):
         raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
                          "(see --help)")
@@ -2865,58 +2866,63 @@ def requests_missing() -> UsageError:
                       "python3-requests package (apt install python3-requests)")
 
 
-def prepare(argv, clock, environ):
-    """Parse and check the command line and set up logging; return (settings, progress, secrets, handlers)."""
-    settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)
-    if requests is None and not (settings.dry_run or settings.rebuild_csv):
-        raise requests_missing()
-    if settings.xlsx:
-        import_xlsxwriter()
-    if settings.dry_run:
-        return settings, None, None, []
+def start_logging(settings: Settings, clock):
+    """Set up the screen, the redaction of secrets and the run log; return (progress, secrets, handlers)."""
     secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
     progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-    handlers = configure_logging(settings, progress, secrets, clock)
-    return settings, progress, secrets, handlers
+    return progress, secrets, configure_logging(settings, progress, secrets, clock)
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+
+
+def run_and_report(settings: Settings, clock, session, progress, secrets) -> int:
+    """Run the export (or the rebuild), end with the summary line, and choose the exit code."""
+    started = clock.monotonic()
+    try:
+        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
+                 settings.gateway or "(none)", os.path.abspath(settings.output_dir))
+        summary = execute(settings, clock, session, progress, secrets)
+    except (FolderBusyError, UsageError, OSError) as exc:
+        log.error("%s", describe_error(exc))
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_WEEKS_FAILED
+    except KeyboardInterrupt as exc:  # a signal before or after the weeks themselves ran
+        summary = Summary(output_dir=settings.output_dir, stopped_by=as_interrupted(exc),
+                          seconds=clock.monotonic() - started)
+    log_stop(summary.stopped_by)
+    log.info("%s", summary.line())
+    return exit_code(summary)
 
 
 def main(argv=None, clock=None, session=None, environ=None) -> int:
     """Run the command line; the only place that reads the environment and picks exit codes."""
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
-    progress, handlers, started = None, [], time.monotonic()
     with signals_stop_the_run():
         try:
-            try:
-                settings, progress, secrets, handlers = prepare(argv, clock, environ)
-                if settings.dry_run:
-                    describe_plan(settings, clock, sys.stdout)
-                    return EXIT_OK
-            except SystemExit as exc:  # --help and --version
-                return exc.code if isinstance(exc.code, int) else EXIT_OK
-            except (UsageError, OSError) as exc:
-                print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
-                return EXIT_USAGE
-            try:
-                log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
-                         settings.gateway or "(none)", os.path.abspath(settings.output_dir))
-                summary = execute(settings, clock, session, progress, secrets)
-            except (FolderBusyError, UsageError, OSError) as exc:
-                log.error("%s", describe_error(exc))
-                return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_WEEKS_FAILED
-            log_stop(summary.stopped_by)
-            log.info("%s", summary.line())
-            return exit_code(summary)
-        except KeyboardInterrupt as exc:  # a signal before or after the weeks ran
-            stopped = Interrupted(getattr(exc, "signum", signal.SIGINT))
-            summary = Summary(output_dir=getattr(locals().get("settings"), "output_dir", "."), stopped_by=stopped,
-                              seconds=time.monotonic() - started)
-            log_stop(stopped)
-            log.info("%s", summary.line())
-            return exit_code(summary)
+            settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)
+            if requests is None and not (settings.dry_run or settings.rebuild_csv):
+                raise requests_missing()
+            if settings.xlsx:
+                import_xlsxwriter()
+            if settings.dry_run:
+                describe_plan(settings, clock, sys.stdout)
+                return EXIT_OK
+            progress, secrets, handlers = start_logging(settings, clock)
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        except (UsageError, OSError) as exc:
+            print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:
+            print(f"weeklycontainerreport.py: stopped by {as_interrupted(exc).name} before the run began",
+                  file=sys.stderr)
+            return EXIT_SIGNAL_BASE + as_interrupted(exc).signum
+        try:
+            return run_and_report(settings, clock, session, progress, secrets)
         finally:
-            if progress is not None:
-                progress.finish()
+            progress.finish()
             for handler in handlers:
                 log.removeHandler(handler)
                 handler.close()

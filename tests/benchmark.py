@@ -19,7 +19,6 @@ never a timed assertion.
 """
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import statistics

@@ -254,7 +254,7 @@ class Fault:
 @functools.lru_cache(maxsize=4)
 def gzip_bomb(size: int) -> bytes:
     """A gzip body of `size` zero bytes: small on the wire, huge when inflated."""
-    compressor = __import__("zlib").compressobj(9, 8, 16 + 15)
+    compressor = __import__("zlib").compressobj(9, 8, 16 + 15)  # 1,000:1, so one read inflates to 64 MiB
     block = bytes(1 << 20)
     parts = [compressor.compress(block) for _ in range(size >> 20)]
     return b"".join(parts) + compressor.compress(bytes(size & ((1 << 20) - 1))) + compressor.flush()
@@ -450,7 +450,8 @@ class FakeGateway:
         send(handler, 201, self.issue_token().encode(), {"Content-Type": "text/plain"})
 
     def handle_list(self, handler, params: dict, token) -> None:
-        self.calls.append({"method": "GET", "path": LIST_PATH, "params": params, "token": token})
+        self.calls.append({"method": "GET", "path": LIST_PATH, "params": params, "token": token,
+                           "at": time.monotonic()})
         query = params.get("filter", [""])[0]
         cursor = params.get("paginationQuery", [None])[0]
         served_query = re.sub(r"^created:\[[^\]]*\]( and )?", "", query) if self.ignore_ranges else query
@@ -745,6 +746,12 @@ class QuietServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle holds a small body back
+        # until the client's delayed ACK (40 ms), on every error answer and small page.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, *args):
         pass
 
@@ -783,21 +790,39 @@ def demo_gateway(args) -> FakeGateway:
     return gateway
 
 
+def shown(path: str) -> str:
+    """A path as a person would type it from here: relative when it is under the current folder."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def try_it(args) -> int:
-    """Start the fake gateway and run a real export of its weeks into args.folder."""
+    """Start the fake gateway, run a real export of its weeks into args.folder, and say what to do next."""
     gateway = demo_gateway(args).start()
     first_day = dt.date.fromisoformat(args.first_day)
     end_day = first_day + dt.timedelta(days=7 * args.weeks)
     command = [sys.executable, SCRIPT, gateway.url, "--start_date", first_day.isoformat(),
-               "--end_date", end_day.isoformat(), "--output_dir", args.folder]
-    print("Fake gateway at", gateway.url, "- running:", " ".join(command[1:]), flush=True)
+               "--end_date", end_day.isoformat(), "--output_dir", args.folder] + (["--xlsx"] if args.xlsx else [])
+    print(f"A fake gateway on {gateway.url} serves {args.containers} made-up containers; exporting them:", flush=True)
     env = dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN)
     code = subprocess.call(command, env=env)
     gateway.stop()
-    for folder in ("weekly_reports", "weekly_csv_reports"):
-        path = os.path.join(args.folder, folder)
-        names = sorted(os.listdir(path)) if os.path.isdir(path) else []
-        print(f"{path}/: {len(names)} files", *(f"  {name}" for name in names[:10]), sep="\n")
+    python, script, folder = shown(sys.executable), shown(SCRIPT), shown(args.folder)
+    reports = sorted(os.listdir(os.path.join(args.folder, "weekly_reports")))
+    opened = [os.path.join(folder, "weekly_reports", reports[0])] if reports else []
+    stem = reports[0][:-len(".json")] if reports else ""
+    for subfolder, extension in (("weekly_csv_reports", ".csv"), ("weekly_xlsx_reports", ".xlsx")):
+        candidate = os.path.join(args.folder, subfolder, stem + extension)
+        if stem and os.path.exists(candidate):
+            opened.append(os.path.join(folder, subfolder, stem + extension))
+    print(f"\nDone (exit {code}): {len(reports)} weekly JSON files in {folder}/. Open, for example:")
+    print("\n".join(f"  {path}" for path in opened))
+    print("Next, try:")
+    print(f"  {python} {shown(__file__)} try-it {folder}    # again: every week is already done, so nothing is fetched")
+    print(f"  {python} {script} --rebuild_csv --output_dir {folder} --csv_columns \"containerId,name,vuln_qid\"")
+    print(f"  {python} {script} https://gateway.qg2.apps.qualys.com --dry_run    # the weeks and QQL, no call")
+    print("  export QUALYS_TOKEN=...   # a token from the Qualys UI; then, with your platform's gateway:")
+    print(f"  {python} {script} https://gateway.qg2.apps.qualys.com --output_dir reports")
     return code
 
 
@@ -814,6 +839,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each list answer")
     parser.add_argument("--rate_limit", default="", help="CALLS/SECONDS, e.g. 120/60")
+    parser.add_argument("--xlsx", action="store_true", help="try-it: write the workbooks too (needs XlsxWriter)")
     args = parser.parse_args(argv)
     if args.command == "try-it":
         return try_it(args)

@@ -18,7 +18,7 @@ WEEK = week_range("2025-09-01", "2025-09-08") + ["--slices", "1"]  # one chain: 
 WEEK_FILE = "2025-09-01_2025-09-08.json"
 
 
-def fill_week(gateway, count=600):
+def fill_week(gateway, count=300):
     gateway.generate(count, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
 
 
@@ -125,15 +125,6 @@ def test_an_absurd_429_wait_is_capped_and_endless_429s_fail_the_week(run, gatewa
     assert "rate-limited for over" in log_text(workdir)
 
 
-def test_calls_are_paced_by_the_rate_limit_headers(run, gateway, workdir, clock):
-    gateway.generate(2500, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    gateway.rate_limit = (30, 60.0)  # the pacer must space calls 2 s apart (plus its margin)
-    assert run(*WEEK) == 0
-    assert len(gateway.list_calls()) == 11
-    assert 20 <= sum(clock.sleeps) <= 10 * 2 * 1.1
-    assert gateway.rate_limited == 0
-
-
 def run_script(gateway_url, folder, *args, token=DEMO_TOKEN, **popen):
     env = dict(os.environ, QUALYS_TOKEN=token)
     return subprocess.Popen([sys.executable, SCRIPT, gateway_url, *args, "--output_dir", str(folder)], env=env,
@@ -148,7 +139,7 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
     gateway.latency_seconds = 0.08  # a run now takes about a second, and is killed somewhere in it
     killed = tmp_path / "killed"
     chooser, weeks_seen = random.Random(2026), set()
-    for _ in range(4):
+    for _ in range(3):
         process = run_script(gateway.url, killed, *weeks, "--workers", "1")
         time.sleep(chooser.uniform(0.25, 0.9))
         process.kill()
