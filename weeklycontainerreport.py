@@ -16,6 +16,7 @@ error, 3 authentication failed, 128+N stopped by signal N (130 Ctrl-C, 143 SIGTE
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -461,7 +462,9 @@ def gateway_base(gateway: str) -> str:
         parts = urlsplit(gateway.strip())
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
+        if host:
+            host.encode("idna")  # an empty or over-long label can never be looked up
+    except ValueError:  # UnicodeError included
         raise UsageError(f"gateway URL has a bad host or port: {gateway!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
@@ -534,34 +537,45 @@ def header_number(headers, name: str):
 
 
 class Pacer:
-    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds."""
+    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
+
+    Besides the even spacing it counts its own recent calls, so that the burst of first calls
+    (sent before any header told the limit) never pushes a window past it."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
+    MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
 
     def __init__(self, clock, cap_seconds: float):
         self._clock = clock
         self._cap = cap_seconds  # no interval, hold or turn is ever longer than this
         self._lock = threading.Lock()
         self._interval_seconds = 0.0  # unknown until the first answer: the first calls go unpaced
+        self._window_seconds = 0.0
+        self._allowed = 0  # calls this client may send in one window; 0 while unknown
+        self._sent = collections.deque(maxlen=self.MAX_COUNTED)  # when the recent calls went
         self._next_slot = 0.0
         self._last_slot = 0.0
 
     def wait_turn(self, wake=None) -> float:
-        """Block until this caller may send (or wake is set); return the seconds waited."""
+        """Block until this caller may send (or wake is set); return the time it was given (monotonic)."""
         with self._lock:
             now = self._clock.monotonic()
-            slot = max(now, min(self._next_slot, now + self._cap))
+            slot = max(now, self._next_slot)
+            if self._allowed and len(self._sent) >= self._allowed:  # the window would hold one too many
+                slot = max(slot, self._sent[-self._allowed] + self._window_seconds)
+            slot = min(slot, now + self._cap)
+            self._sent.append(slot)
             self._last_slot = slot
             self._next_slot = slot + self._interval_seconds
         delay = slot - now
         if delay > 0:
             self._clock.sleep(delay, wake)
-        return delay
+        return slot
 
-    def learn(self, headers, rate_limited: bool = False) -> None:
-        """Take the limit, window and remaining calls from a response's headers, if they are sane.
-
-        On a 429 the wait headers say how long to wait, so its Remaining: 0 adds no hold."""
+    def learn(self, headers, sent_at: float, rate_limited: bool = False) -> None:
+        """Take the limit, window and remaining calls from the headers of the answer to a call sent at
+        sent_at, if they are sane. On a 429 the wait headers say how long to wait, so its
+        Remaining: 0 adds no hold."""
         limit = header_number(headers, "X-RateLimit-Limit")
         window = header_number(headers, "X-RateLimit-Window-Sec")
         remaining = header_number(headers, "X-RateLimit-Remaining")
@@ -572,12 +586,24 @@ class Pacer:
                     log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
                                 limit, window, interval)
                 self._interval_seconds = interval
+                self._window_seconds = min(window, self._cap)
+                allowed = int(limit / self.MARGIN)
+                self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
                 self._next_slot = max(self._next_slot, self._last_slot + interval)
             if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
-                wait = min(window, self._cap)  # the window's calls are spent (by another client, say)
-                if wait >= LONG_WAIT_SECONDS and self._clock.monotonic() + wait > self._next_slot + 1:
-                    log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", wait)
-                self._next_slot = max(self._next_slot, self._clock.monotonic() + wait)
+                self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
+
+    def _hold_for_spent_window(self, window: float, limit, sent_at: float) -> None:
+        """Remaining: 0. If this client's own calls spent the window, counting them paces it already;
+        if not (another client shares the quota), every worker waits for the window. The gateway
+        counted its window somewhere between the call's sending and now, so ours are counted over both."""
+        now = self._clock.monotonic()
+        ours = sum(1 for stamp in self._sent if sent_at - window < stamp <= now)
+        if limit is not None and ours >= limit:
+            return
+        if window >= LONG_WAIT_SECONDS and now + window > self._next_slot + 1:
+            log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", window)
+        self._next_slot = max(self._next_slot, now + window)
 
     def hold(self, seconds: float) -> None:
         """Keep every worker from sending for the given seconds (after a 429)."""
@@ -1110,12 +1136,12 @@ class GatewayClient:
         self.check_stop()
 
     def _try_once(self, params, consume):
-        self.pacer.wait_turn(self.stop)
+        sent_at = self.pacer.wait_turn(self.stop)
         self.check_stop()
         token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
         answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
         status = answer.status
-        self.pacer.learn(answer.headers, rate_limited=status == 429)
+        self.pacer.learn(answer.headers, sent_at, rate_limited=status == 429)
         if status in TOKEN_STATUSES:
             self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
             raise TokenRejected()

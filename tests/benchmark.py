@@ -150,7 +150,7 @@ def write_pages(gateway, first_day, end_day, path: str) -> int:
     predicate, cursor, count = parse_qql(query), None, 0
     with open(path, "wb") as stream:
         while True:
-            texts, cursor = gateway.page(predicate, cursor, 250)
+            texts, cursor = gateway.page(predicate, cursor, 250, query)
             body = ('{"count": ' + str(len(texts)) + ', "data": [' + ", ".join(texts) + "]}").encode()
             stream.write(len(body).to_bytes(8, "big") + body)
             count += 1

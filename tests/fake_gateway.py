@@ -312,6 +312,8 @@ class FakeGateway:
         self.logins = 0
         self.rate_limited = 0
         self._pages_served = 0
+        self._version = 0  # bumped when a record's keyset position changes
+        self._matches = {}
         self._call_times = []
         self._server = None
 
@@ -474,7 +476,7 @@ class FakeGateway:
             predicate = parse_qql(served_query) if served_query.strip() else (lambda item: True)
             if not 1 <= limit <= MAX_LIMIT:
                 raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
-            page, next_query = self.page(predicate, cursor, limit)
+            page, next_query = self.page(predicate, cursor, limit, served_query)
         except BadQuery as exc:
             send_json(handler, 400, {"errorCode": "400 BAD_REQUEST", "message": str(exc) + self.echo(token)},
                       limit_headers)
@@ -591,7 +593,17 @@ class FakeGateway:
         wait = max(0.0, window - (time.monotonic() - oldest))
         send_json(handler, 429, {"message": "Too many requests"}, self.wait_headers(round(wait, 3)))
 
-    def page(self, predicate, cursor, limit: int):
+    def matching(self, predicate, query: str) -> list:
+        """The records a query matches, in keyset order; cached, since a week asks the same query per page."""
+        key = (query, self._version, len(self.records))
+        if key not in self._matches:
+            if len(self._matches) > 64:
+                self._matches.clear()
+            found = [record for record in self.records if predicate((record, record.core))]
+            self._matches[key] = sorted(found, key=lambda record: (record.updated_ms, record.uuid))
+        return self._matches[key]
+
+    def page(self, predicate, cursor, limit: int, query: str = ""):
         """Serve one keyset page: updated ascending, ties excluded by uuid; return (page, next cursor)."""
         after, excluded = -1, set()
         if cursor:
@@ -601,8 +613,7 @@ class FakeGateway:
             after = int(match["updated"])
             excluded = {uuid.strip() for uuid in (match["uuids"] or "").split(",") if uuid.strip()}
         with self.lock:
-            matching = [record for record in self.records if predicate((record, record.core))]
-            matching.sort(key=lambda record: (record.updated_ms, record.uuid))
+            matching = self.matching(predicate, query)
             eligible = [record for record in matching if record.updated_ms > after
                         or (record.updated_ms == after and record.uuid not in excluded)]
             page = eligible[:limit]
@@ -617,6 +628,7 @@ class FakeGateway:
                 if record.uuid in self.touch_uuids:
                     self.touch_uuids.discard(record.uuid)
                     record.updated_ms = max(other.updated_ms for other in self.records) + 1000
+                    self._version += 1
         if len(page) < limit:
             return texts, None
         last = page[-1].updated_ms

@@ -97,6 +97,7 @@ def test_gateway_urls_that_are_accepted(url, expected):
 @pytest.mark.parametrize("url", [
     "http://gateway.qg2.apps.qualys.com", "http://10.0.0.5", "ftp://gateway.qg2.apps.qualys.com",
     "gateway.qg2.apps.qualys.com", "https://user:pw@gateway.qg2.apps.qualys.com", "https://",
+    "https://" + "x" * 64 + ".qualys.com", "https://bad..name.com",
 ])
 def test_gateway_urls_that_are_refused(url):
     with pytest.raises(wcr.UsageError):
