@@ -49,7 +49,7 @@ LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor", "null-cur
 EMPTY_STYLES = ("empty-list", "null", "missing", "204")
 WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
 FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
-               "trickle", "trickle-headers", "bomb", "limit-headers", "garbled")
+               "trickle", "trickle-headers", "bomb", "limit-headers", "garbled", "after-pages")
 
 
 def epoch_ms(day: dt.date) -> int:
@@ -249,6 +249,7 @@ class Fault:
     with_cursor: object = None  # True: only next-page calls; False: only first pages
     size: int = 0  # for "bomb": the inflated size of the gzip body
     headers: dict = dataclasses.field(default_factory=dict)  # for "limit-headers": sent with a normal page
+    pages: int = 0  # for "after-pages": the call waits (at most 10 s) until this many pages went out whole
 
 
 @functools.lru_cache(maxsize=4)
@@ -298,6 +299,8 @@ class FakeGateway:
         self.revoke_after_calls = None  # after this many pages, every token then valid is refused (0.2 s late,
         # so that every page served before has reached the client by then)
         self.revoked_tokens = set()
+        self.revoke_delay_seconds = 0.2
+        self.pages_sent = 0  # pages whose answer went out whole
         self.dead_logins = 0  # this many login tokens are refused at once ("JWT expired"); -1: all
         self.echo_secrets = False  # error answers echo the token and password back, in several encodings
         self.echo_padding = 0  # characters of text before the echo (a secret that straddles a cut)
@@ -459,11 +462,12 @@ class FakeGateway:
         served_query = re.sub(r"^created:\[[^\]]*\]( and )?", "", query) if self.ignore_ranges else query
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
+        self.hold_back(query, cursor)
         refusal = self.refusal(token)
         if refusal:
             send_json(handler, *refusal)
             return
-        fault = self.take(self.faults, query, cursor)
+        fault = self.take([fault for fault in self.faults if fault.kind != "after-pages"], query, cursor)
         if fault and self.serve_fault(handler, fault, token):
             return
         limit_headers = self.count_call()
@@ -483,6 +487,15 @@ class FakeGateway:
             return
         self.send_page(handler, page, next_query, params, limit, limit_headers, fault)
 
+    def hold_back(self, query: str, cursor) -> None:
+        """An "after-pages" fault: this call waits (at most 10 s) until that many pages went out whole."""
+        fault = self.take([fault for fault in self.faults if fault.kind == "after-pages"], query, cursor)
+        if fault:
+            deadline = time.monotonic() + 10
+            while self.pages_sent < fault.pages and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(fault.seconds)
+
     def refusal(self, token):
         """The 401/403 answer for a token, or None when it is good."""
         with self.lock:
@@ -498,7 +511,7 @@ class FakeGateway:
             return None
         echo = self.echo(token)
         if revoked:
-            time.sleep(0.2)
+            time.sleep(self.revoke_delay_seconds)
         if expired:
             return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired" + echo}
         if forbidden:
@@ -667,6 +680,8 @@ class FakeGateway:
         if fault and fault.kind == "garbled":  # every container arrives, then the JSON breaks
             payload = payload[:-2] + b"!}"
         send(handler, 200, payload, headers, truncate=bool(fault and fault.kind == "truncate"))
+        with self.lock:
+            self.pages_sent += 1
 
     def next_link(self, next_query: str, params: dict, limit: int) -> str:
         cursor = urlencode({"paginationQuery": next_query})

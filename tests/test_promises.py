@@ -123,8 +123,8 @@ def test_a_5xx_or_reset_on_the_login_is_retried_like_any_transient_failure(fault
 
 @pytest.mark.parametrize("wait_header, seconds, expected", [
     ("both", 30, 30.0),  # X-RateLimit-ToWait-Sec wins over Retry-After (which says 60 here)
-    ("towait", 0, wcr.MIN_RATE_LIMIT_WAIT_SECONDS),  # "wait 0" still waits a moment
-    ("retry-after-date", -120, wcr.MIN_RATE_LIMIT_WAIT_SECONDS),  # a date in the past: never a negative sleep
+    ("towait", 0, 1.0),  # "wait 0" still waits a second, as documented
+    ("retry-after-date", -120, 1.0),  # a date in the past: never a negative sleep
 ])
 def test_which_429_wait_applies(wait_header, seconds, expected, run, gateway, workdir, clock):
     fill_week(gateway, 600)

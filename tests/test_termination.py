@@ -15,7 +15,7 @@ import pytest
 
 import weeklycontainerreport as wcr
 from conftest import NOW, FakeClock, files, ms, week_range
-from fake_gateway import DEMO_TOKEN, SCRIPT, Fault
+from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway, Fault
 
 WEEK = week_range("2025-09-01", "2025-09-08") + ["--slices", "1"]
 WEEK_FILE = "2025-09-01_2025-09-08.json"
@@ -209,6 +209,8 @@ def test_a_signal_stops_the_run_like_ctrl_c_keeping_finished_weeks(signum, code,
     for name in kept:  # whatever was kept is whole
         assert len(json.loads((tmp_path / "weekly_reports" / name).read_text())) == 400
     assert files(tmp_path / "temp_reports") == [".lock"]  # unfinished weeks left nothing behind
+    if signum != signal.SIGTERM:
+        return
     rerun = subprocess.run([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
                             "--output_dir", str(tmp_path)], capture_output=True, timeout=60,
                            env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
@@ -269,6 +271,49 @@ def test_a_token_refused_mid_run_keeps_the_finished_weeks_and_still_summarizes(r
     assert files(workdir / "temp_reports") == [".lock"]
 
 
+def test_a_week_whose_last_page_arrived_is_published_though_the_token_dies_meanwhile(workdir, clock):
+    big = FakeGateway(vulns_per_container=4, software_per_vuln=100).start()  # one page takes a while to write
+    try:
+        big.generate(240, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+        big.add_container(ms(2025, 9, 9), name="the other week")
+        big.revoke_after_calls, big.revoke_delay_seconds = 1, 0  # refused at once, once a page went out
+        big.faults = [Fault("after-pages", pages=1, seconds=0.05, week_start_ms=ms(2025, 9, 8))]
+        code = wcr.main([big.url, *week_range("2025-09-01", "2025-09-15"), "--slices", "1"], clock=clock)
+    finally:
+        big.stop()
+    assert code == 3  # the other week's call was refused while the first week's page was being written
+    assert files(workdir / "weekly_reports") == [WEEK_FILE]
+    assert len(json.loads((workdir / "weekly_reports" / WEEK_FILE).read_text())) == 240
+    assert files(workdir / "temp_reports") == [".lock"]
+
+
+@pytest.fixture
+def full_disk(tiny_disk):
+    """The tiny tmpfs with its last byte used up before the run."""
+    descriptor = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(descriptor, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+    return tiny_disk
+
+
+def test_a_log_file_that_cannot_be_written_is_said_once_and_the_screen_goes_on(gateway, full_disk, clock, capfd,
+                                                                              monkeypatch):
+    gateway.generate(20, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    monkeypatch.setenv("QUALYS_TOKEN", DEMO_TOKEN)
+    code = wcr.main([gateway.url, *WEEK, "--output_dir", str(full_disk)], clock=clock)
+    err = capfd.readouterr().err
+    assert code == 1
+    assert err.count("The log file cannot be written") == 1 and "No space left on device" in err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert "Summary: 1 week planned, 0 fetched, 0 skipped, 1 failed" in err  # the screen went on
+    assert files(full_disk / "temp_reports") == [".lock"]
+
+
 def test_a_login_token_dead_on_arrival_is_renewed_by_another_login(run, gateway, workdir, monkeypatch):
     fill_week(gateway, 300)
     gateway.credentials = {"alice": "pw"}
@@ -304,12 +349,13 @@ def test_the_token_is_taken_after_the_pacing_wait_so_a_long_wait_cannot_send_a_s
     monkeypatch.setenv("QUALYS_PASSWORD", "pw")
 
     def hours_go_by(seconds):
-        if seconds >= 600:  # the 429 wait: pretend it lasted 4 hours, so every token dies
+        if seconds >= 600:  # the pacing wait: pretend it lasted 4 hours, so every token dies
             clock._monotonic += 4 * 3600
             gateway.expire_all()
 
     clock = FakeClock(on_sleep=hours_go_by)
-    gateway.faults = [Fault("429", seconds=900, with_cursor=True)]
+    slow_quota = {"X-RateLimit-Limit": "1", "X-RateLimit-Window-Sec": "900"}  # the next call waits in the pacer
+    gateway.faults = [Fault("limit-headers", headers=slow_quota, with_cursor=False)]
     assert wcr.main([gateway.url, *WEEK], clock=clock) == 0
     assert gateway.logins == 2  # renewed for its age before the call, not after a refusal
     assert all(call["token"] in gateway.valid_tokens for call in gateway.list_calls()[2:])
