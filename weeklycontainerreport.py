@@ -1162,9 +1162,9 @@ class GatewayClient:
         """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
         with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
             try:
-                response = self.session.request(
+                response = self.session.request(  # each read's own timeout is only a backstop to the deadline
                     method, url, stream=True, allow_redirects=False,
-                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds), **options)
+                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
                 self.answered = True
                 try:
                     body = read_body(response, self.policy.max_page_bytes)
