@@ -191,6 +191,10 @@ class WeekFailed(ReportError):
     """A week could not be fetched completely; nothing is written for it."""
 
 
+class RunStopping(WeekFailed):
+    """The run is stopping (no token left, a signal): the week is left unfinished, not failed."""
+
+
 class PageUndecodable(WeekFailed):
     """A page that can never be read (nested too deeply, or its next page cannot be named)."""
 
@@ -1103,7 +1107,7 @@ class GatewayClient:
 
     def check_stop(self) -> None:
         if self.stop.is_set():
-            raise WeekFailed("the run is stopping")
+            raise RunStopping(RUN_STOPPED)
 
     def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
@@ -2136,12 +2140,9 @@ class WeekRun:
         self.pages = 0
         self.split = False
 
-    def fail(self, message: str) -> None:
-        with self.lock:
-            self.error = self.error or message
-
 
 SPLIT = "split"  # what a week's first chain returns when the week is to be fetched as slices
+RUN_STOPPED = "the run stopped"  # a week's outcome when the run stopped before it was done
 
 
 class Exporter:
@@ -2238,7 +2239,7 @@ class Exporter:
             fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
                 self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
-            self._chain_ended(chain, fragment, "the run stopped" if fatal else failure_message(week.job.week, exc))
+            self._chain_ended(chain, fragment, RUN_STOPPED if fatal else failure_message(week.job.week, exc))
             return not fatal
         if outcome == SPLIT:
             fragment.discard()
@@ -2316,7 +2317,7 @@ class Exporter:
         if result.error:
             for fragment in fragments:
                 fragment.discard()
-            if not result.error.startswith("the run stopped"):
+            if result.error != RUN_STOPPED:
                 log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
                           week.job.week.label, result.error)
         self.results[week.order] = result
@@ -2325,15 +2326,17 @@ class Exporter:
 
 def failure_message(week: Week, exc: BaseException) -> str:
     """Say in one line why a week failed; an unexpected error's traceback goes to the log file only."""
+    if isinstance(exc, RunStopping):
+        return RUN_STOPPED
     if isinstance(exc, WeekFailed):
-        return "the run stopped" if str(exc) == "the run is stopping" else str(exc)
+        return str(exc)
     if isinstance(exc, OSError):
         return f"cannot write its files: {exc}"
     if isinstance(exc, Exception):
         log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
                   exc_info=exc)
         return f"unexpected error: {type(exc).__name__}"
-    return "the run stopped"
+    return RUN_STOPPED
 
 
 def log_week_done(week: WeekRun, result: WeekResult) -> None:
@@ -2395,7 +2398,7 @@ def tally(summary: Summary, weeks, jobs, done, results) -> None:
     summary.planned, summary.skipped = len(weeks), len(done)
     for order in range(len(jobs)):
         result = results.get(order)
-        if result is None or result.error.startswith("the run stopped"):
+        if result is None or result.error == RUN_STOPPED:
             summary.unfinished += 1
         elif result.error:
             summary.failed += 1
@@ -2539,9 +2542,9 @@ weeks:
   Each week [start, end) is queried as created:[<start ms> ... <end ms - 1>], and with
   a filter F as created:[...] and (F); F must balance its parentheses, "quotes" and
   `back-ticks`, or it is refused (it could match containers of any week).
-  A run of fewer than 8 weeks fetches a week whose first page says there is more as
-  time slices side by side (8 for one week, 4 each for two, ...); the files are the
-  same whatever --workers is.
+  A run of fewer weeks than --slices (8) fetches a week whose first page says there
+  is more again as time slices side by side (8 for one week, 4 each for two, ...),
+  joined in time order; the files are the same whatever --workers is.
 
 authentication, in this order:
   QUALYS_TOKEN          a token from the Qualys UI (it lives 4 hours)

@@ -254,11 +254,21 @@ class Fault:
 
 @functools.lru_cache(maxsize=4)
 def gzip_bomb(size: int) -> bytes:
-    """A gzip body of `size` zero bytes: small on the wire, huge when inflated."""
-    compressor = __import__("zlib").compressobj(9, 8, 16 + 15)  # 1,000:1, so one read inflates to 64 MiB
-    block = bytes(1 << 20)
-    parts = [compressor.compress(block) for _ in range(size >> 20)]
-    return b"".join(parts) + compressor.compress(bytes(size & ((1 << 20) - 1))) + compressor.flush()
+    """A gzip body of `size` zero bytes (whole MiBs): small on the wire, huge when inflated.
+
+    After a full flush each MiB of zeros compresses to the same bytes, so one is repeated and
+    the trailer (CRC and size of the whole) is written for it: 1,000:1, built in a blink."""
+    import zlib
+    block, blocks = bytes(1 << 20), max(size >> 20, 2)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    first = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)  # with the gzip header
+    repeated = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = compressor.flush()[:-8]  # the final block, without the trailer of only two MiB
+    crc = 0
+    for _ in range(blocks):
+        crc = zlib.crc32(block, crc)
+    trailer = struct.pack("<II", crc, (blocks << 20) & 0xFFFFFFFF)
+    return first + repeated * (blocks - 1) + end + trailer
 
 
 def secret_echoes(secret: str) -> list:

@@ -161,12 +161,12 @@ def test_a_429_pauses_every_worker_not_only_the_one_that_got_it(run, gateway, wo
 
 
 def test_the_pacer_runs_a_little_under_the_limit(run, gateway, workdir, clock):
-    gateway.generate(2500, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
     gateway.rate_limit = (30, 60.0)  # 2 s a call at the limit
     assert run(*WEEK) == 0
-    assert len(gateway.list_calls()) == 11
-    assert sum(clock.sleeps) >= 10 * 2 * 1.03  # running exactly at the limit (20 s) fails this
-    assert sum(clock.sleeps) <= 10 * 2 * 1.1 and gateway.rate_limited == 0
+    assert len(gateway.list_calls()) == 5
+    assert sum(clock.sleeps) >= 4 * 2 * 1.03  # running exactly at the limit (8 s) fails this
+    assert sum(clock.sleeps) <= 4 * 2 * 1.1 and gateway.rate_limited == 0
 
 
 def test_remaining_zero_holds_every_worker_for_the_window(run, gateway, workdir, clock):

@@ -161,8 +161,8 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
 
 
 def test_a_second_run_on_the_same_folder_stops_at_once_and_fetches_nothing(gateway, tmp_path, clock, capsys):
-    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
-    gateway.latency_seconds = 0.12
+    gateway.generate(400, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
+    gateway.latency_seconds = 0.2
     gateway.valid_tokens.add("second-run-token")
     first = run_script(gateway.url, tmp_path, *week_range("2025-09-01", "2025-09-15"), "--workers", "1")
     deadline = time.monotonic() + 20
