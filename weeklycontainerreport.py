@@ -2902,6 +2902,16 @@ def start_logging(settings: Settings, clock):
     return progress, secrets, configure_logging(settings, progress, secrets, clock)
 
 
+def print_plan(settings: Settings, clock) -> int:
+    """--dry_run: print the plan; a reader that stops early (| head) is no error."""
+    try:
+        describe_plan(settings, clock, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
+    return EXIT_OK
+
+
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
     return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
 
@@ -2936,8 +2946,7 @@ def main(argv=None, clock=None, session=None, environ=None) -> int:
             if settings.xlsx:
                 import_xlsxwriter()
             if settings.dry_run:
-                describe_plan(settings, clock, sys.stdout)
-                return EXIT_OK
+                return print_plan(settings, clock)
             progress, secrets, handlers = start_logging(settings, clock)
         except SystemExit as exc:  # --help and --version
             return exc.code if isinstance(exc.code, int) else EXIT_OK

@@ -125,3 +125,9 @@ def test_a_run_stopped_by_authentication_still_ends_with_its_summary(run, gatewa
     assert run(*WEEK) == 3
     lines = capsys.readouterr().err.strip().splitlines()
     assert "Authentication failed" in lines[-2] and lines[-1].startswith("INFO Summary: 1 week planned, 0 fetched")
+
+
+def test_a_dry_run_piped_into_head_ends_quietly(tmp_path):
+    result = subprocess.run(f"{shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} --dry_run | head -1", shell=True,
+                            capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert result.stdout.startswith("Dry run: 53 weeks") and result.stderr == ""
