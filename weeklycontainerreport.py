@@ -2184,6 +2184,8 @@ class Exporter:
                 try:
                     kind, payload = self.events.get(timeout=1.0)
                 except queue.Empty:
+                    if not any(thread.is_alive() for thread in self.threads):
+                        break  # no worker is left to finish the other weeks
                     continue
                 if kind == "fatal":
                     raise payload
@@ -2215,6 +2217,8 @@ class Exporter:
     def _work(self) -> None:
         try:
             self._work_on_chains()
+        except BaseException as exc:  # a bug outside a chain's own handling: the run stops, and says why
+            self.events.put(("fatal", exc))
         finally:
             with self._changed:
                 self._changed.notify_all()
@@ -2926,6 +2930,9 @@ def run_and_report(settings: Settings, clock, session, progress, secrets) -> int
     except (FolderBusyError, UsageError, OSError) as exc:
         log.error("%s", describe_error(exc))
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_WEEKS_FAILED
+    except Exception as exc:  # a bug: one line here, the traceback in the log file
+        log.error("Stopped by an unexpected error %s", describe_error(exc), exc_info=exc)
+        return EXIT_WEEKS_FAILED
     except KeyboardInterrupt as exc:  # a signal before or after the weeks themselves ran
         summary = Summary(output_dir=settings.output_dir, stopped_by=as_interrupted(exc),
                           seconds=clock.monotonic() - started)

@@ -337,3 +337,18 @@ def test_rebuild_csv_fails_only_the_stored_weeks_it_cannot_read(run, gateway, wo
     assert err.count("FAILED") == 3 and "Traceback" not in err
     assert "Rebuilt 2025-09-01_2025-09-08.csv" in err
     assert "Summary: 4 weeks planned, 1 rebuilt, 0 skipped, 3 failed" in err
+
+
+def test_a_bug_outside_any_week_still_ends_the_run_in_one_line(run, gateway, workdir, monkeypatch, capsys):
+    add_plain(gateway)
+    gateway.faults = [Fault("status", status=404)]  # the week fails, and cleaning it up then breaks
+
+    def broken_discard(self):
+        raise RuntimeError("a bug while tidying up")
+
+    monkeypatch.setattr(wcr.Fragment, "discard", broken_discard)
+    assert run(*WEEK) == 1  # it ends (the pytest timeout would catch a hang), with exit 1
+    err = capsys.readouterr().err
+    assert "Stopped by an unexpected error" in err and "a bug while tidying up" in err
+    assert "Traceback" not in err
+    assert "Traceback (most recent call last)" in (workdir / "logs" / files(workdir / "logs")[0]).read_text()
