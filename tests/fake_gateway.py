@@ -845,7 +845,11 @@ def try_it(args) -> int:
     code = subprocess.call(command, env=env)
     gateway.stop()
     python, script, folder = shown(sys.executable), shown(SCRIPT), shown(args.folder)
-    reports = sorted(os.listdir(os.path.join(args.folder, "weekly_reports")))
+    stored = os.path.join(args.folder, "weekly_reports")
+    if not os.path.isdir(stored):
+        print(f"\nThe export stopped (exit {code}) before it wrote a week; its message is above.")
+        return code or 1
+    reports = sorted(os.listdir(stored))
     opened = [os.path.join(folder, "weekly_reports", reports[0])] if reports else []
     stem = reports[0][:-len(".json")] if reports else ""
     for subfolder, extension in (("weekly_csv_reports", ".csv"), ("weekly_xlsx_reports", ".xlsx")):

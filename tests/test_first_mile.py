@@ -131,3 +131,12 @@ def test_a_dry_run_piped_into_head_ends_quietly(tmp_path):
     result = subprocess.run(f"{shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} --dry_run | head -1", shell=True,
                             capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert result.stdout.startswith("Dry run: 53 weeks") and result.stderr == ""
+
+
+def test_a_try_it_whose_export_cannot_start_says_so_in_one_line(tmp_path):
+    (tmp_path / "demo").write_text("a file where the output folder should be")
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tests", "fake_gateway.py"), "try-it", "demo"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2  # the exporter's own exit code for a folder it cannot use
+    assert "The export stopped (exit 2) before it wrote a week" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
