@@ -65,6 +65,17 @@ except ImportError:  # reported by main(), so that --help still works
 __version__ = "3.0.0"
 log = logging.getLogger("weeklycontainerreport")
 
+# The map. Each banner below holds one concept and uses only what stands above it:
+#   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
+#   Weeks, names and folders, Screen, log and secrets, HTTP, Pacing and tokens,
+#   Reading pages, Gateway client, Cells and rows, Staged files and the lock, Workbooks,
+#   A week's files, Workers, Run, The manual, Command line.
+# One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
+# plan_jobs (Weeks) -> Exporter (Workers) -> GatewayClient.fetch_page (Gateway client: pacing,
+# token, deadline, retries) -> Fragment.add_page (A week's files: walk_page, RowFlattener) ->
+# publish_week (CSV and workbook first, then the JSON that marks the week done) -> Summary ->
+# exit_code (Run) -> main.
+
 # --- Settings you may edit -----------------------------------------------------------
 
 # You may paste an API token between the quotes. It is used only when QUALYS_TOKEN is
@@ -72,7 +83,8 @@ log = logging.getLogger("weeklycontainerreport")
 # preferred, because a token in a file is easy to leak and dies after 4 hours.
 EMBEDDED_TOKEN = ""
 
-# --- Constants ------------------------------------------------------------------------
+
+# --- Constants -----------------------------------------------------------------------
 
 EXIT_OK = 0
 EXIT_WEEKS_FAILED = 1
@@ -164,7 +176,8 @@ XLSX_MAX_ROWS = 1_048_576  # one sheet's rows, header included; more continue on
 XLSX_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss "UTC"'
 XLSX_EXACT_INTEGER = 2 ** 53  # larger integers would lose digits as spreadsheet numbers
 
-# --- Errors ---------------------------------------------------------------------------
+
+# --- Errors and outcomes -------------------------------------------------------------
 
 
 class ReportError(Exception):
@@ -240,7 +253,74 @@ class Interrupted(KeyboardInterrupt):
             return f"signal {self.signum}"
 
 
-# --- Weeks and names ------------------------------------------------------------------
+SPLIT = "split"  # what a week's first chain returns when the week is to be fetched as slices
+RUN_STOPPED = "the run stopped"  # a week's outcome when the run stopped before it was done
+
+
+# --- Settings and bounds -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry and wait; the one place these bounds live."""
+
+    max_attempts: int = 6
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 60.0
+    max_total_retry_wait_seconds: float = 300.0
+    max_rate_limit_wait_seconds: float = 900.0  # one wait of any kind the gateway asks for
+    max_total_rate_limit_wait_seconds: float = 3600.0  # 429 waits per request, then the week fails
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 120.0  # a whole answer, first byte to last
+    max_page_bytes: int = MAX_PAGE_BYTES
+
+    def backoff_seconds(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with jitter for the given 1-based attempt."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        return ceiling * rng.uniform(0.5, 1.0)
+
+
+class SystemClock:
+    """Wall time, monotonic time and sleep, passed in so that tests can replace them."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float, wake=None) -> None:
+        """Sleep, or return early when the wake event is set (the run is stopping)."""
+        if wake is None:
+            time.sleep(seconds)
+        else:
+            wake.wait(seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, validated; built from the command line and the environment."""
+
+    gateway: str = ""  # the gateway's base URL; '' where none is needed
+    start_date: object = None  # dt.date, or None for the last 52 weeks
+    end_date: object = None  # dt.date, exclusive
+    optional_filter: str = ""
+    csv_columns: tuple = CSV_COLUMNS
+    output_dir: str = "."
+    workers: int = DEFAULT_WORKERS
+    local_time: bool = False
+    dry_run: bool = False
+    rebuild_csv: bool = False
+    xlsx: bool = False
+    slices: int = DEFAULT_SLICES
+    policy: RetryPolicy = RetryPolicy()
+    env_token: str = dataclasses.field(default="", repr=False)
+    embedded_token: str = dataclasses.field(default="", repr=False)
+    username: str = dataclasses.field(default="", repr=False)
+    password: str = dataclasses.field(default="", repr=False)
+
+
+# --- Weeks, names and folders --------------------------------------------------------
 
 
 def plural(count: int, noun: str) -> str:
@@ -457,184 +537,84 @@ def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
     return jobs, done
 
 
-# --- Gateway client -------------------------------------------------------------------
+def open_new(path: str, mode: str, **options):
+    """Open a new file with FILE_MODE under the umask (mkstemp would force 0600), never through a symlink."""
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if "a" in mode else os.O_EXCL)
+    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
+    return open(os.open(path, flags, FILE_MODE), mode, **options)
 
 
-def gateway_base(gateway: str) -> str:
-    """Validate a gateway URL and return it without the list path, e.g. https://host."""
+def remove_quietly(path: str) -> None:
+    """Delete a file if it is there."""
     try:
-        parts = urlsplit(gateway.strip())
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-        if host:
-            host.encode("idna")  # an empty or over-long label can never be looked up
-    except ValueError:  # UnicodeError included
-        raise UsageError(f"gateway URL has a bad host or port: {gateway!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise UsageError(f"gateway must be an https:// URL, e.g. https://gateway.qg2.apps.qualys.com, not {gateway!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise UsageError("gateway URL must not carry credentials, a query or a fragment")
-    if scheme == "http" and not is_loopback(host):
-        raise UsageError("plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); use https")
-    path = parts.path.rstrip("/")
-    if path.endswith(API_PATH):
-        path = path[: -len(API_PATH)]
-    return f"{scheme}://{parts.netloc}{path}"
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
-def is_loopback(host: str) -> bool:
-    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# --- Screen, log and secrets ---------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry and wait; the one place these bounds live."""
+class Progress:
+    """Counts pages, containers and weeks, and keeps a live status line on a terminal."""
 
-    max_attempts: int = 6
-    base_delay_seconds: float = 1.0
-    max_delay_seconds: float = 60.0
-    max_total_retry_wait_seconds: float = 300.0
-    max_rate_limit_wait_seconds: float = 900.0  # one wait of any kind the gateway asks for
-    max_total_rate_limit_wait_seconds: float = 3600.0  # 429 waits per request, then the week fails
-    connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 120.0  # a whole answer, first byte to last
-    max_page_bytes: int = MAX_PAGE_BYTES
+    def __init__(self, stream, live: bool):
+        self.stream = stream
+        self.live = live
+        self.weeks_total = 0
+        self.weeks_done = 0
+        self.containers = 0
+        self.pages = 0
+        self._waits = {}
+        self._lock = threading.RLock()
+        self._shown = False
 
-    def backoff_seconds(self, attempt: int, rng: random.Random) -> float:
-        """Exponential backoff with jitter for the given 1-based attempt."""
-        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
-        return ceiling * rng.uniform(0.5, 1.0)
-
-
-class SystemClock:
-    """Wall time, monotonic time and sleep, passed in so that tests can replace them."""
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float, wake=None) -> None:
-        """Sleep, or return early when the wake event is set (the run is stopping)."""
-        if wake is None:
-            time.sleep(seconds)
-        else:
-            wake.wait(seconds)
-
-
-def header_number(headers, name: str):
-    """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
-    value = headers.get(name)
-    try:
-        number = float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-    return number if number is not None and math.isfinite(number) else None
-
-
-class Pacer:
-    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
-
-    Besides the even spacing it counts its own recent calls, so that the burst of first calls
-    (sent before any header told the limit) never pushes a window past it."""
-
-    MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
-    MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
-
-    def __init__(self, clock, cap_seconds: float):
-        self._clock = clock
-        self._cap = cap_seconds  # no interval, hold or turn is ever longer than this
-        self._lock = threading.Lock()
-        self._interval_seconds = 0.0  # unknown until the first answer: the first calls go unpaced
-        self._window_seconds = 0.0
-        self._allowed = 0  # calls this client may send in one window; 0 while unknown
-        self._sent = collections.deque(maxlen=self.MAX_COUNTED)  # when the recent calls went
-        self._next_slot = 0.0
-        self._last_slot = 0.0
-
-    def wait_turn(self, wake=None) -> float:
-        """Block until this caller may send (or wake is set); return the time it was given (monotonic)."""
+    def page(self, containers: int) -> None:
         with self._lock:
-            now = self._clock.monotonic()
-            slot = max(now, self._next_slot)
-            if self._allowed and len(self._sent) >= self._allowed:  # the window would hold one too many
-                slot = max(slot, self._sent[-self._allowed] + self._window_seconds)
-            slot = min(slot, now + self._cap)
-            self._sent.append(slot)
-            self._last_slot = slot
-            self._next_slot = slot + self._interval_seconds
-        delay = slot - now
-        if delay > 0:
-            self._clock.sleep(delay, wake)
-        return slot
+            self.pages += 1
+            self.containers += containers
+            self._redraw()
 
-    def learn(self, headers, sent_at: float, rate_limited: bool = False) -> None:
-        """Take the limit, window and remaining calls from the headers of the answer to a call sent at
-        sent_at, if they are sane. On a 429 the wait headers say how long to wait, so its
-        Remaining: 0 adds no hold."""
-        limit = header_number(headers, "X-RateLimit-Limit")
-        window = header_number(headers, "X-RateLimit-Window-Sec")
-        remaining = header_number(headers, "X-RateLimit-Remaining")
+    def week_done(self) -> None:
         with self._lock:
-            if limit is not None and window is not None and limit >= 1 and window > 0:
-                interval = min(window / limit * self.MARGIN, self._cap)
-                if interval >= LONG_WAIT_SECONDS and interval != self._interval_seconds:
-                    log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
-                                limit, window, interval)
-                self._interval_seconds = interval
-                self._window_seconds = min(window, self._cap)
-                allowed = int(limit / self.MARGIN)
-                self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
-                self._next_slot = max(self._next_slot, self._last_slot + interval)
-            if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
-                self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
+            self.weeks_done += 1
+            self._redraw()
 
-    def _hold_for_spent_window(self, window: float, limit, sent_at: float) -> None:
-        """Remaining: 0. If this client's own calls spent the window, counting them paces it already;
-        if not (another client shares the quota), every worker waits for the window. The gateway
-        counted its window somewhere between the call's sending and now, so ours are counted over both."""
-        now = self._clock.monotonic()
-        ours = sum(1 for stamp in self._sent if sent_at - window < stamp <= now)
-        if limit is not None and ours >= limit:
-            return
-        if window >= LONG_WAIT_SECONDS and now + window > self._next_slot + 1:
-            log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", window)
-        self._next_slot = max(self._next_slot, now + window)
-
-    def hold(self, seconds: float) -> None:
-        """Keep every worker from sending for the given seconds (after a 429)."""
+    def waiting(self, seconds: float, why: str) -> None:
         with self._lock:
-            self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
+            if seconds > 0:
+                self._waits[threading.get_ident()] = f"waiting {seconds:.0f}s ({why})"
+            else:
+                self._waits.pop(threading.get_ident(), None)
+            self._redraw()
 
+    def write_line(self, text: str) -> None:
+        """Print a log line above the status line."""
+        with self._lock:
+            self._clear()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._redraw()
 
-def rate_limit_wait(headers, now: dt.datetime):
-    """Return (seconds, header used) for a 429: ToWait-Sec, Retry-After, the window, else 60 s."""
-    to_wait = header_number(headers, "X-RateLimit-ToWait-Sec")
-    if to_wait is not None and to_wait >= 0:
-        return to_wait, "X-RateLimit-ToWait-Sec"
-    retry_after = (headers.get("Retry-After") or "").strip()
-    if retry_after:
-        seconds = header_number(headers, "Retry-After")
-        if seconds is None:
-            try:
-                when = email.utils.parsedate_to_datetime(retry_after)
-                seconds = (when - now).total_seconds() if when.tzinfo else None
-            except (TypeError, ValueError, IndexError, OverflowError):
-                seconds = None
-        if seconds is not None:
-            return max(seconds, 0.0), "Retry-After"
-    window = header_number(headers, "X-RateLimit-Window-Sec")
-    if window is not None and window > 0:
-        return window, "X-RateLimit-Window-Sec"
-    return 60.0, "no wait header"
+    def finish(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _status(self) -> str:
+        wait = next(iter(self._waits.values()), "")
+        weeks = f"weeks {self.weeks_done}/{self.weeks_total}  " if self.weeks_total else ""
+        return f"{weeks}{plural(self.containers, 'container')}  {plural(self.pages, 'page')}  {wait}".rstrip()
+
+    def _redraw(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K" + self._status())
+            self.stream.flush()
+            self._shown = True
+
+    def _clear(self) -> None:
+        if self.live and self._shown:
+            self.stream.write("\r\033[K")
+            self._shown = False
 
 
 def secret_forms(secret: str) -> set:
@@ -699,24 +679,101 @@ def shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def gateway_message(answer, redact) -> str:
-    """The gateway's own short error text (its message or error field), redacted first, then cut.
+def describe_error(exc: BaseException) -> str:
+    """One line for an error: our own errors and OS errors as they say, others with their type."""
+    if isinstance(exc, (ReportError, OSError)):
+        return shorten(str(exc) or type(exc).__name__)
+    return shorten(f"{type(exc).__name__}: {exc}")
 
-    Bodies of 401/403 answers and of logins are never quoted beyond those two fields."""
-    raw = bytes(answer.body[:65536]).decode("utf-8", "replace")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        text = next((value for value in (body.get("message"), body.get("error"))
-                     if isinstance(value, str) and value.strip()), "")
-    elif answer.status in TOKEN_STATUSES or answer.is_login:
-        text = ""
-    else:
-        text = raw or answer.reason or ""
-    return shorten(redact(text))
 
+class LogFileHandler(logging.StreamHandler):
+    """Writes the run's log file; when it cannot (a full disk), says so once and goes on without it."""
+
+    def __init__(self, stream, on_failure):
+        super().__init__(stream)
+        self.on_failure = on_failure
+        self.broken = False
+
+    def emit(self, record) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        if not self.broken:
+            self.broken = True
+            error = sys.exc_info()[1]
+            self.on_failure(f"WARNING The log file cannot be written ({describe_error(error)}); "
+                            "logging to the screen only from now on")
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        finally:
+            super().close()
+
+
+class ProgressHandler(logging.Handler):
+    """Writes log lines to the screen above the live status line."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def emit(self, record) -> None:
+        try:
+            self.progress.write_line(self.format(record))
+        except Exception:
+            pass  # a closed or broken terminal must not stop the run, nor print Python's logging errors
+
+
+class FileFormatter(logging.Formatter):
+    """The log file's lines: a time stamp, and an unexpected error's traceback under its line."""
+
+    def format(self, record) -> str:
+        line = super().format(record)
+        details = getattr(record, "traceback_text", "")
+        return f"{line}\n{details}" if details else line
+
+
+def open_log(logs_folder: str, stamp: str):
+    """Create logs/weekly_report_<stamp>.log (-2, -3, ... if a run this second has one); never through
+    a symlink someone planted there."""
+    for number in range(1, 100):
+        name = f"weekly_report_{stamp}{'' if number == 1 else f'-{number}'}.log"
+        path = os.path.join(logs_folder, name)
+        try:
+            return open_new(path, "w", encoding="utf-8")
+        except FileExistsError:
+            if os.path.islink(path):
+                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
+            raise
+    raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
+
+
+def configure_logging(settings: Settings, progress: Progress, secrets: SecretFilter, clock) -> list:
+    """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
+    logs_folder = Layout(settings.output_dir).logs
+    os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
+    stream = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
+    file_handler = LogFileHandler(stream, progress.write_line)
+    file_handler.setFormatter(FileFormatter("%(asctime)s %(levelname)s %(message)s"))
+    screen_handler = ProgressHandler(progress)
+    screen_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handlers = [file_handler, screen_handler]
+    for handler in handlers:
+        handler.addFilter(secrets)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handlers
+
+
+# --- HTTP ----------------------------------------------------------------------------
 
 _AuthBase = requests.auth.AuthBase if requests is not None else object
 
@@ -936,6 +993,127 @@ def network_errors() -> tuple:
             OSError)
 
 
+@dataclasses.dataclass
+class Answer:
+    """One HTTP answer, its body read whole."""
+
+    status: int
+    reason: str
+    headers: object
+    body: bytearray
+    is_login: bool = False
+
+
+# --- Pacing and tokens ---------------------------------------------------------------
+
+
+def header_number(headers, name: str):
+    """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
+    value = headers.get(name)
+    try:
+        number = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+class Pacer:
+    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
+
+    Besides the even spacing it counts its own recent calls, so that the burst of first calls
+    (sent before any header told the limit) never pushes a window past it."""
+
+    MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
+    MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
+
+    def __init__(self, clock, cap_seconds: float):
+        self._clock = clock
+        self._cap = cap_seconds  # no interval, hold or turn is ever longer than this
+        self._lock = threading.Lock()
+        self._interval_seconds = 0.0  # unknown until the first answer: the first calls go unpaced
+        self._window_seconds = 0.0
+        self._allowed = 0  # calls this client may send in one window; 0 while unknown
+        self._sent = collections.deque(maxlen=self.MAX_COUNTED)  # when the recent calls went
+        self._next_slot = 0.0
+        self._last_slot = 0.0
+
+    def wait_turn(self, wake=None) -> float:
+        """Block until this caller may send (or wake is set); return the time it was given (monotonic)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            slot = max(now, self._next_slot)
+            if self._allowed and len(self._sent) >= self._allowed:  # the window would hold one too many
+                slot = max(slot, self._sent[-self._allowed] + self._window_seconds)
+            slot = min(slot, now + self._cap)
+            self._sent.append(slot)
+            self._last_slot = slot
+            self._next_slot = slot + self._interval_seconds
+        delay = slot - now
+        if delay > 0:
+            self._clock.sleep(delay, wake)
+        return slot
+
+    def learn(self, headers, sent_at: float, rate_limited: bool = False) -> None:
+        """Take the limit, window and remaining calls from the headers of the answer to a call sent at
+        sent_at, if they are sane. On a 429 the wait headers say how long to wait, so its
+        Remaining: 0 adds no hold."""
+        limit = header_number(headers, "X-RateLimit-Limit")
+        window = header_number(headers, "X-RateLimit-Window-Sec")
+        remaining = header_number(headers, "X-RateLimit-Remaining")
+        with self._lock:
+            if limit is not None and window is not None and limit >= 1 and window > 0:
+                interval = min(window / limit * self.MARGIN, self._cap)
+                if interval >= LONG_WAIT_SECONDS and interval != self._interval_seconds:
+                    log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
+                                limit, window, interval)
+                self._interval_seconds = interval
+                self._window_seconds = min(window, self._cap)
+                allowed = int(limit / self.MARGIN)
+                self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
+                self._next_slot = max(self._next_slot, self._last_slot + interval)
+            if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
+                self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
+
+    def _hold_for_spent_window(self, window: float, limit, sent_at: float) -> None:
+        """Remaining: 0. If this client's own calls spent the window, counting them paces it already;
+        if not (another client shares the quota), every worker waits for the window. The gateway
+        counted its window somewhere between the call's sending and now, so ours are counted over both."""
+        now = self._clock.monotonic()
+        ours = sum(1 for stamp in self._sent if sent_at - window < stamp <= now)
+        if limit is not None and ours >= limit:
+            return
+        if window >= LONG_WAIT_SECONDS and now + window > self._next_slot + 1:
+            log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", window)
+        self._next_slot = max(self._next_slot, now + window)
+
+    def hold(self, seconds: float) -> None:
+        """Keep every worker from sending for the given seconds (after a 429)."""
+        with self._lock:
+            self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
+
+
+def rate_limit_wait(headers, now: dt.datetime):
+    """Return (seconds, header used) for a 429: ToWait-Sec, Retry-After, the window, else 60 s."""
+    to_wait = header_number(headers, "X-RateLimit-ToWait-Sec")
+    if to_wait is not None and to_wait >= 0:
+        return to_wait, "X-RateLimit-ToWait-Sec"
+    retry_after = (headers.get("Retry-After") or "").strip()
+    if retry_after:
+        seconds = header_number(headers, "Retry-After")
+        if seconds is None:
+            try:
+                when = email.utils.parsedate_to_datetime(retry_after)
+                seconds = (when - now).total_seconds() if when.tzinfo else None
+            except (TypeError, ValueError, IndexError, OverflowError):
+                seconds = None
+        if seconds is not None:
+            return max(seconds, 0.0), "Retry-After"
+    window = header_number(headers, "X-RateLimit-Window-Sec")
+    if window is not None and window > 0:
+        return window, "X-RateLimit-Window-Sec"
+    return 60.0, "no wait header"
+
+
 class TokenBroker:
     """Hands all workers one token, and moves to the next source when the gateway rejects it.
 
@@ -1032,194 +1210,7 @@ class TokenBroker:
                 "QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
 
 
-def next_cursor(headers):
-    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
-
-    A Link that names a next page whose URL cannot be read fails the page: stopping there
-    would mark a week done that is not known to be complete."""
-    header = (headers.get("Link") or "").strip()
-    if not header or header.lower() == "null":
-        return None
-    try:
-        for link in requests.utils.parse_header_links(header):
-            if "next" in str(link.get("rel", "")).lower().split():
-                values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
-                cursor = values[0].strip() if values else ""
-                return cursor if cursor and cursor.lower() != "null" else None
-    except ValueError:
-        if "paginationquery" in header.lower():
-            raise PageUndecodable("the gateway's Link header names a next page that cannot be read: "
-                                  f"{shorten(header, 120)!r}") from None
-    return None
-
-
-@dataclasses.dataclass
-class Answer:
-    """One HTTP answer, its body read whole."""
-
-    status: int
-    reason: str
-    headers: object
-    body: bytearray
-    is_login: bool = False
-
-
-class GatewayClient:
-    """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
-
-    def __init__(self, base_url, session, clock, policy, rng, progress, redact, stop):
-        parts = urlsplit(base_url)
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.list_url = base_url + API_PATH
-        self.auth_url = base_url + AUTH_PATH
-        self.session = session
-        self.clock = clock
-        self.policy = policy
-        self.rng = rng
-        self.progress = progress
-        self.redact = redact
-        self.stop = stop
-        self.pacer = Pacer(clock, policy.max_rate_limit_wait_seconds)
-        self.watch = RequestWatch()
-        self.tokens = None  # a TokenBroker, set by make_client
-        self.answered = False  # has the gateway answered anything in this run?
-
-    def fetch_page(self, query: str, cursor, label: str, consume):
-        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
-
-        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
-        params = {"filter": query, "limit": PAGE_LIMIT}
-        if cursor:
-            params["paginationQuery"] = cursor
-        attempt, retry_waited, limit_waited = 0, 0.0, 0.0
-        while True:
-            self.check_stop()
-            try:
-                return self._try_once(params, consume)
-            except TokenRejected:
-                continue
-            except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, label, limit_waited)
-            except TransientError as exc:
-                attempt += 1
-                retry_waited = self._after_failure(exc, f"Week {label}", attempt, retry_waited)
-
-    def check_stop(self) -> None:
-        if self.stop.is_set():
-            raise RunStopping(RUN_STOPPED)
-
-    def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
-        wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
-        waited += wait
-        if waited > self.policy.max_total_rate_limit_wait_seconds:
-            raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
-        log.warning("Week %s: %s; every worker waits %.0fs", label, exc, wait)
-        self.pacer.hold(wait)
-        self._wait(wait, "rate limit")
-        return waited
-
-    def _after_failure(self, exc: TransientError, what: str, attempt: int, waited: float) -> float:
-        self.check_stop()  # a request cut off because the run is stopping is not worth a retry
-        delay = self.policy.backoff_seconds(attempt, self.rng)
-        if attempt >= self.policy.max_attempts or waited + delay > self.policy.max_total_retry_wait_seconds:
-            if exc.unreachable and not self.answered:
-                raise GatewayUnreachable(exc.unreachable) from None
-            raise WeekFailed(f"{exc} (gave up after {plural(attempt, 'attempt')})") from None
-        log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt,
-                    self.policy.max_attempts, delay)
-        self._wait(delay, "retry")
-        return waited + delay
-
-    def _wait(self, seconds: float, why: str) -> None:
-        self.progress.waiting(seconds, why)
-        try:
-            self.clock.sleep(seconds, self.stop)
-        finally:
-            self.progress.waiting(0, "")
-        self.check_stop()
-
-    def _try_once(self, params, consume):
-        sent_at = self.pacer.wait_turn(self.stop)
-        self.check_stop()
-        token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
-        answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
-        status = answer.status
-        self.pacer.learn(answer.headers, sent_at, rate_limited=status == 429)
-        if status in TOKEN_STATUSES:
-            self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
-            raise TokenRejected()
-        if status == 429:
-            raise RateLimited(*rate_limit_wait(answer.headers, self.clock.now()))
-        if status in RETRYABLE_STATUSES:
-            raise TransientError(f"HTTP {status}")
-        if not 200 <= status < 300:
-            raise WeekFailed(f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
-        self.tokens.accepted(token)
-        if status == 204:
-            return consume(None), None
-        cursor = next_cursor(answer.headers)
-        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
-        return consume(text), cursor
-
-    def send(self, method: str, url: str, **options) -> Answer:
-        """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
-        with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
-            try:
-                response = self.session.request(  # each read's own timeout is only a backstop to the deadline
-                    method, url, stream=True, allow_redirects=False,
-                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
-                self.answered = True
-                try:
-                    body = read_body(response, self.policy.max_page_bytes)
-                finally:
-                    response.close()
-            except network_errors() as exc:
-                raise self._network_problem(exc, deadline) from None
-            if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
-                raise self._network_problem(None, deadline)
-        return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
-
-    def _network_problem(self, exc, deadline) -> TransientError:
-        if deadline.expired:
-            return TransientError(f"timed out: no whole answer within --read_timeout "
-                                  f"({self.policy.read_timeout_seconds:g}s)")
-        reason = unreachable_reason(exc, self.host, self.port)
-        timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
-        problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
-                                 f"({type(exc).__name__}{': ' + reason if reason else ''})")
-        problem.unreachable = reason
-        return problem
-
-    def log_in(self, username: str, password: str) -> str:
-        """POST /auth and return the JWT; raise AuthError for refused credentials.
-
-        5xx and network trouble are retried like any page; when the retries run out the
-        week fails (or, if the gateway never answered, the run stops)."""
-        attempt, waited = 0, 0.0
-        while True:
-            self.check_stop()
-            attempt += 1
-            try:
-                answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
-                                   data={"username": username, "password": password, "token": "true"})
-                if 200 <= answer.status < 300 and 0 < len(answer.body.strip()) <= MAX_TOKEN_BYTES:
-                    log.info("Logged in as QUALYS_USERNAME")
-                    return bytes(answer.body).decode("utf-8", "replace").strip()
-                if 200 <= answer.status < 300:
-                    raise TransientError(f"HTTP {answer.status} without a token in its body")
-                if answer.status not in RETRYABLE_STATUSES:
-                    raise AuthError(f"login failed: HTTP {answer.status} {gateway_message(answer, self.redact)}"
-                                    .rstrip() + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
-                raise TransientError(f"HTTP {answer.status}")
-            except TransientError as exc:
-                try:
-                    waited = self._after_failure(exc, "Login", attempt, waited)
-                except WeekFailed as failure:
-                    raise WeekFailed(f"login failed: {failure}") from None
-
-
-# --- Reading pages --------------------------------------------------------------------
+# --- Reading pages -------------------------------------------------------------------
 
 
 class NumberText(str):
@@ -1377,7 +1368,246 @@ def uuid_key(container):
     return (type(value).__name__, compact_json(value))
 
 
-# --- Writing reports ------------------------------------------------------------------
+def json_lines(stream):
+    """Yield (line, container) for the container lines of a staged or stored weekly JSON."""
+    for line in stream:
+        line = line.rstrip(b"\r\n").rstrip(b",")
+        if line in (b"", b"[", b"]", b"[]"):
+            continue
+        text = line.decode("utf-8")
+        container, end = decode_at(text, 0)
+        if end != len(text):
+            raise TransientError("a line holds more than one JSON value")
+        yield line, container
+
+
+def read_report(path: str):
+    """Yield the containers of a stored weekly JSON, a line at a time when it has our layout."""
+    with open(path, "rb") as stream:
+        first = stream.readline().strip()
+        if first in (b"[", b"[]"):
+            for _, container in json_lines(stream):
+                yield container
+            return
+        stream.seek(0)
+        text = stream.read().decode("utf-8")
+    containers, end = decode_at(text, skip_space(text, 0))
+    if not isinstance(containers, list) or skip_space(text, end) != len(text):
+        raise TransientError("it is not a JSON array")
+    yield from containers
+
+
+# --- Gateway client ------------------------------------------------------------------
+
+
+def gateway_message(answer, redact) -> str:
+    """The gateway's own short error text (its message or error field), redacted first, then cut.
+
+    Bodies of 401/403 answers and of logins are never quoted beyond those two fields."""
+    raw = bytes(answer.body[:65536]).decode("utf-8", "replace")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        text = next((value for value in (body.get("message"), body.get("error"))
+                     if isinstance(value, str) and value.strip()), "")
+    elif answer.status in TOKEN_STATUSES or answer.is_login:
+        text = ""
+    else:
+        text = raw or answer.reason or ""
+    return shorten(redact(text))
+
+
+def next_cursor(headers):
+    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
+
+    A Link that names a next page whose URL cannot be read fails the page: stopping there
+    would mark a week done that is not known to be complete."""
+    header = (headers.get("Link") or "").strip()
+    if not header or header.lower() == "null":
+        return None
+    try:
+        for link in requests.utils.parse_header_links(header):
+            if "next" in str(link.get("rel", "")).lower().split():
+                values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
+                cursor = values[0].strip() if values else ""
+                return cursor if cursor and cursor.lower() != "null" else None
+    except ValueError:
+        if "paginationquery" in header.lower():
+            raise PageUndecodable("the gateway's Link header names a next page that cannot be read: "
+                                  f"{shorten(header, 120)!r}") from None
+    return None
+
+
+class GatewayClient:
+    """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
+
+    def __init__(self, base_url, session, clock, policy, rng, progress, redact, stop):
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.list_url = base_url + API_PATH
+        self.auth_url = base_url + AUTH_PATH
+        self.session = session
+        self.clock = clock
+        self.policy = policy
+        self.rng = rng
+        self.progress = progress
+        self.redact = redact
+        self.stop = stop
+        self.pacer = Pacer(clock, policy.max_rate_limit_wait_seconds)
+        self.watch = RequestWatch()
+        self.tokens = None  # a TokenBroker, set by make_client
+        self.answered = False  # has the gateway answered anything in this run?
+
+    def fetch_page(self, query: str, cursor, label: str, consume):
+        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
+
+        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
+        params = {"filter": query, "limit": PAGE_LIMIT}
+        if cursor:
+            params["paginationQuery"] = cursor
+        attempt, retry_waited, limit_waited = 0, 0.0, 0.0
+        while True:
+            self.check_stop()
+            try:
+                return self._try_once(params, consume)
+            except TokenRejected:
+                continue
+            except RateLimited as exc:
+                limit_waited = self._after_rate_limit(exc, label, limit_waited)
+            except TransientError as exc:
+                attempt += 1
+                retry_waited = self._after_failure(exc, f"Week {label}", attempt, retry_waited)
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise RunStopping(RUN_STOPPED)
+
+    def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
+        wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
+        waited += wait
+        if waited > self.policy.max_total_rate_limit_wait_seconds:
+            raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
+        log.warning("Week %s: %s; every worker waits %.0fs", label, exc, wait)
+        self.pacer.hold(wait)
+        self._wait(wait, "rate limit")
+        return waited
+
+    def _after_failure(self, exc: TransientError, what: str, attempt: int, waited: float) -> float:
+        self.check_stop()  # a request cut off because the run is stopping is not worth a retry
+        delay = self.policy.backoff_seconds(attempt, self.rng)
+        if attempt >= self.policy.max_attempts or waited + delay > self.policy.max_total_retry_wait_seconds:
+            if exc.unreachable and not self.answered:
+                raise GatewayUnreachable(exc.unreachable) from None
+            raise WeekFailed(f"{exc} (gave up after {plural(attempt, 'attempt')})") from None
+        log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt,
+                    self.policy.max_attempts, delay)
+        self._wait(delay, "retry")
+        return waited + delay
+
+    def _wait(self, seconds: float, why: str) -> None:
+        self.progress.waiting(seconds, why)
+        try:
+            self.clock.sleep(seconds, self.stop)
+        finally:
+            self.progress.waiting(0, "")
+        self.check_stop()
+
+    def _try_once(self, params, consume):
+        sent_at = self.pacer.wait_turn(self.stop)
+        self.check_stop()
+        token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
+        answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
+        status = answer.status
+        self.pacer.learn(answer.headers, sent_at, rate_limited=status == 429)
+        if status in TOKEN_STATUSES:
+            self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
+            raise TokenRejected()
+        if status == 429:
+            raise RateLimited(*rate_limit_wait(answer.headers, self.clock.now()))
+        if status in RETRYABLE_STATUSES:
+            raise TransientError(f"HTTP {status}")
+        if not 200 <= status < 300:
+            raise WeekFailed(f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
+        self.tokens.accepted(token)
+        if status == 204:
+            return consume(None), None
+        cursor = next_cursor(answer.headers)
+        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
+        return consume(text), cursor
+
+    def send(self, method: str, url: str, **options) -> Answer:
+        """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
+        with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
+            try:
+                response = self.session.request(  # each read's own timeout is only a backstop to the deadline
+                    method, url, stream=True, allow_redirects=False,
+                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
+                self.answered = True
+                try:
+                    body = read_body(response, self.policy.max_page_bytes)
+                finally:
+                    response.close()
+            except network_errors() as exc:
+                raise self._network_problem(exc, deadline) from None
+            if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
+                raise self._network_problem(None, deadline)
+        return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
+
+    def _network_problem(self, exc, deadline) -> TransientError:
+        if deadline.expired:
+            return TransientError(f"timed out: no whole answer within --read_timeout "
+                                  f"({self.policy.read_timeout_seconds:g}s)")
+        reason = unreachable_reason(exc, self.host, self.port)
+        timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
+        problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
+                                 f"({type(exc).__name__}{': ' + reason if reason else ''})")
+        problem.unreachable = reason
+        return problem
+
+    def log_in(self, username: str, password: str) -> str:
+        """POST /auth and return the JWT; raise AuthError for refused credentials.
+
+        5xx and network trouble are retried like any page; when the retries run out the
+        week fails (or, if the gateway never answered, the run stops)."""
+        attempt, waited = 0, 0.0
+        while True:
+            self.check_stop()
+            attempt += 1
+            try:
+                answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
+                                   data={"username": username, "password": password, "token": "true"})
+                if 200 <= answer.status < 300 and 0 < len(answer.body.strip()) <= MAX_TOKEN_BYTES:
+                    log.info("Logged in as QUALYS_USERNAME")
+                    return bytes(answer.body).decode("utf-8", "replace").strip()
+                if 200 <= answer.status < 300:
+                    raise TransientError(f"HTTP {answer.status} without a token in its body")
+                if answer.status not in RETRYABLE_STATUSES:
+                    raise AuthError(f"login failed: HTTP {answer.status} {gateway_message(answer, self.redact)}"
+                                    .rstrip() + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
+                raise TransientError(f"HTTP {answer.status}")
+            except TransientError as exc:
+                try:
+                    waited = self._after_failure(exc, "Login", attempt, waited)
+                except WeekFailed as failure:
+                    raise WeekFailed(f"login failed: {failure}") from None
+
+
+def make_client(settings: Settings, session, clock, progress, secrets, stop) -> GatewayClient:
+    """Wire the gateway client with its shared pacer and token broker."""
+    client = GatewayClient(settings.gateway, session, clock, settings.policy, random.Random(), progress,
+                           secrets.redact, stop)
+    login = None
+    if settings.username and settings.password:
+        login = functools.partial(client.log_in, settings.username, settings.password)
+    sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
+    client.tokens = TokenBroker(sources, login, clock, secrets.remember)
+    return client
+
+
+# --- Cells and rows ------------------------------------------------------------------
 
 
 def format_time(value) -> str:
@@ -1555,6 +1785,14 @@ class RowFlattener:
         return rows
 
 
+def make_flattener(columns) -> RowFlattener:
+    """Build the row flattener, warning once about each column it does not know."""
+    flattener = RowFlattener(columns)
+    for column in flattener.unknown:
+        log.warning("Unknown CSV column %r: it will be blank (see --help for the list)", column)
+    return flattener
+
+
 def csv_bytes(text: str) -> bytes:
     """Encode CSV text as UTF-8; a lone surrogate (from a \\ud800 escape) becomes U+FFFD."""
     try:
@@ -1582,6 +1820,9 @@ def csv_head(header) -> bytes:
     return b"\xef\xbb\xbf" + CsvText().encode([header])
 
 
+# --- Staged files and the lock -------------------------------------------------------
+
+
 def fsync_folder(folder: str) -> None:
     """Make a rename in folder durable, where the OS allows it."""
     if os.name != "posix":
@@ -1591,21 +1832,6 @@ def fsync_folder(folder: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def open_new(path: str, mode: str, **options):
-    """Open a new file with FILE_MODE under the umask (mkstemp would force 0600), never through a symlink."""
-    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if "a" in mode else os.O_EXCL)
-    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
-    return open(os.open(path, flags, FILE_MODE), mode, **options)
-
-
-def remove_quietly(path: str) -> None:
-    """Delete a file if it is there."""
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class StagedFile:
@@ -1631,6 +1857,123 @@ class StagedFile:
         except OSError:
             pass
         remove_quietly(self.temp_path)
+
+
+@contextlib.contextmanager
+def folder_lock(layout: Layout):
+    """Hold the output folder's lock for a run; the OS drops it if the process dies."""
+    handle = open_new(os.path.join(layout.temp, LOCK_NAME), "a")
+    try:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            elif msvcrt is not None:  # pragma: no cover - Windows
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+                raise
+            raise FolderBusyError(
+                f"another run is using this folder ({os.path.abspath(layout.root)}); stopping") from None
+        yield
+    finally:
+        handle.close()
+
+
+def clean_temp(layout: Layout) -> int:
+    """Delete this script's staged files in temp_reports/ (a killed run's, or this run's); return how many."""
+    removed = 0
+    for name in os.listdir(layout.temp):
+        if TEMP_NAME.match(name):
+            remove_quietly(os.path.join(layout.temp, name))
+            removed += 1
+    return removed
+
+
+# --- Workbooks -----------------------------------------------------------------------
+
+
+def import_xlsxwriter():
+    """Import XlsxWriter, the optional dependency of --xlsx, or say how to install it."""
+    try:
+        import xlsxwriter
+    except ImportError:
+        raise UsageError("--xlsx needs the XlsxWriter package: .venv/bin/python -m pip install XlsxWriter "
+                         "(or your distribution's python3-xlsxwriter)") from None
+    return xlsxwriter
+
+
+def column_width(column: str) -> int:
+    """A width that fits a column's typical values."""
+    if column in TIME_COLUMNS:
+        return 24
+    if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
+        return 40
+    return min(max(len(column) + 2, 12), 40)
+
+
+def sheet_name(week: Week) -> str:
+    """A workbook's first sheet name: the week, as in its file names."""
+    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
+
+
+def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS) -> int:
+    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
+
+    Text is always a string cell (never guessed, never a formula), times are UTC dates,
+    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
+    xlsxwriter = import_xlsxwriter()
+    flattener = RowFlattener(columns, typed=True)
+    workbook = xlsxwriter.Workbook(stream, {"constant_memory": True, "tmpdir": temp_folder,
+                                            "strings_to_numbers": False, "strings_to_formulas": False,
+                                            "strings_to_urls": False})
+    time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
+    sheets, sheet, row_number, total = 0, None, max_rows, 0
+    for container in read_report(json_path):
+        for row in flattener.rows(container):
+            if row_number >= max_rows:
+                finish_sheet(sheet, row_number, len(columns))
+                sheets += 1
+                sheet = start_sheet(workbook, sheet_name if sheets == 1 else f"{sheet_name}_{sheets}", columns)
+                row_number = 1
+            write_row(sheet, row_number, row, time_format)
+            row_number, total = row_number + 1, total + 1
+    finish_sheet(sheet, row_number, len(columns))
+    workbook.close()
+    return total
+
+
+def start_sheet(workbook, name: str, columns):
+    """Add a sheet with a frozen header row and widths that fit typical values."""
+    sheet = workbook.add_worksheet(name)
+    for position, column in enumerate(columns):
+        sheet.set_column(position, position, column_width(column))
+        sheet.write_string(0, position, column)
+    sheet.freeze_panes(1, 0)
+    return sheet
+
+
+def finish_sheet(sheet, rows: int, width: int) -> None:
+    if sheet is not None:
+        sheet.autofilter(0, 0, max(rows - 1, 0), width - 1)
+
+
+def write_row(sheet, row_number: int, row, time_format) -> None:
+    """Write one row's typed values; a blank is an empty cell."""
+    for position, value in enumerate(row):
+        if value is None:
+            continue
+        if type(value) is str:
+            sheet.write_string(row_number, position, SURROGATE.sub("\ufffd", value))
+        elif type(value) is bool:
+            sheet.write_boolean(row_number, position, value)
+        elif isinstance(value, dt.datetime):
+            sheet.write_datetime(row_number, position, value, time_format)
+        else:
+            sheet.write_number(row_number, position, value)
+
+
+# --- A week's files ------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -1725,19 +2068,6 @@ def close_json_array(stream, containers: int) -> None:
         stream.write(b"[]\n")
 
 
-def json_lines(stream):
-    """Yield (line, container) for the container lines of a staged or stored weekly JSON."""
-    for line in stream:
-        line = line.rstrip(b"\r\n").rstrip(b",")
-        if line in (b"", b"[", b"]", b"[]"):
-            continue
-        text = line.decode("utf-8")
-        container, end = decode_at(text, 0)
-        if end != len(text):
-            raise TransientError("a line holds more than one JSON value")
-        yield line, container
-
-
 def join_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener):
     """Join the slices' fragments, in time order, into the week's staged JSON and CSV.
 
@@ -1821,22 +2151,6 @@ def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlatte
     return containers, rows
 
 
-def read_report(path: str):
-    """Yield the containers of a stored weekly JSON, a line at a time when it has our layout."""
-    with open(path, "rb") as stream:
-        first = stream.readline().strip()
-        if first in (b"[", b"[]"):
-            for _, container in json_lines(stream):
-                yield container
-            return
-        stream.seek(0)
-        text = stream.read().decode("utf-8")
-    containers, end = decode_at(text, skip_space(text, 0))
-    if not isinstance(containers, list) or skip_space(text, end) != len(text):
-        raise TransientError("it is not a JSON array")
-    yield from containers
-
-
 def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowFlattener):
     """Write csv_path afresh from a stored weekly JSON; return (containers, rows)."""
     staged = StagedFile(temp_folder, csv_path)
@@ -1860,252 +2174,7 @@ def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowF
         raise
 
 
-def import_xlsxwriter():
-    """Import XlsxWriter, the optional dependency of --xlsx, or say how to install it."""
-    try:
-        import xlsxwriter
-    except ImportError:
-        raise UsageError("--xlsx needs the XlsxWriter package: .venv/bin/python -m pip install XlsxWriter "
-                         "(or your distribution's python3-xlsxwriter)") from None
-    return xlsxwriter
-
-
-def column_width(column: str) -> int:
-    """A width that fits a column's typical values."""
-    if column in TIME_COLUMNS:
-        return 24
-    if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
-        return 40
-    return min(max(len(column) + 2, 12), 40)
-
-
-def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS) -> int:
-    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
-
-    Text is always a string cell (never guessed, never a formula), times are UTC dates,
-    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
-    xlsxwriter = import_xlsxwriter()
-    flattener = RowFlattener(columns, typed=True)
-    workbook = xlsxwriter.Workbook(stream, {"constant_memory": True, "tmpdir": temp_folder,
-                                            "strings_to_numbers": False, "strings_to_formulas": False,
-                                            "strings_to_urls": False})
-    time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
-    sheets, sheet, row_number, total = 0, None, max_rows, 0
-    for container in read_report(json_path):
-        for row in flattener.rows(container):
-            if row_number >= max_rows:
-                finish_sheet(sheet, row_number, len(columns))
-                sheets += 1
-                sheet = start_sheet(workbook, sheet_name if sheets == 1 else f"{sheet_name}_{sheets}", columns)
-                row_number = 1
-            write_row(sheet, row_number, row, time_format)
-            row_number, total = row_number + 1, total + 1
-    finish_sheet(sheet, row_number, len(columns))
-    workbook.close()
-    return total
-
-
-def start_sheet(workbook, name: str, columns):
-    """Add a sheet with a frozen header row and widths that fit typical values."""
-    sheet = workbook.add_worksheet(name)
-    for position, column in enumerate(columns):
-        sheet.set_column(position, position, column_width(column))
-        sheet.write_string(0, position, column)
-    sheet.freeze_panes(1, 0)
-    return sheet
-
-
-def finish_sheet(sheet, rows: int, width: int) -> None:
-    if sheet is not None:
-        sheet.autofilter(0, 0, max(rows - 1, 0), width - 1)
-
-
-def write_row(sheet, row_number: int, row, time_format) -> None:
-    """Write one row's typed values; a blank is an empty cell."""
-    for position, value in enumerate(row):
-        if value is None:
-            continue
-        if type(value) is str:
-            sheet.write_string(row_number, position, SURROGATE.sub("\ufffd", value))
-        elif type(value) is bool:
-            sheet.write_boolean(row_number, position, value)
-        elif isinstance(value, dt.datetime):
-            sheet.write_datetime(row_number, position, value, time_format)
-        else:
-            sheet.write_number(row_number, position, value)
-
-
-# --- Run ------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything a run needs, validated; built from the command line and the environment."""
-
-    gateway: str = ""  # the gateway's base URL; '' where none is needed
-    start_date: object = None  # dt.date, or None for the last 52 weeks
-    end_date: object = None  # dt.date, exclusive
-    optional_filter: str = ""
-    csv_columns: tuple = CSV_COLUMNS
-    output_dir: str = "."
-    workers: int = DEFAULT_WORKERS
-    local_time: bool = False
-    dry_run: bool = False
-    rebuild_csv: bool = False
-    xlsx: bool = False
-    slices: int = DEFAULT_SLICES
-    policy: RetryPolicy = RetryPolicy()
-    env_token: str = dataclasses.field(default="", repr=False)
-    embedded_token: str = dataclasses.field(default="", repr=False)
-    username: str = dataclasses.field(default="", repr=False)
-    password: str = dataclasses.field(default="", repr=False)
-
-
-@dataclasses.dataclass
-class WeekResult:
-    """What became of one week."""
-
-    week: Week
-    error: str = ""
-    containers: int = 0
-    rows: int = 0
-    pages: int = 0
-
-
-@dataclasses.dataclass
-class Summary:
-    """The totals of a run, for the closing line and the exit code."""
-
-    planned: int = 0
-    fetched: int = 0
-    skipped: int = 0
-    failed: int = 0
-    unfinished: int = 0
-    containers: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    output_dir: str = "."
-    verb: str = "fetched"
-    stopped_by: object = None  # the AuthError, GatewayUnreachable or Interrupted that ended the run early
-
-    def line(self) -> str:
-        unfinished = f", {self.unfinished} not finished" if self.unfinished else ""
-        return (f"Summary: {plural(self.planned, 'week')} planned, {self.fetched} {self.verb}, "
-                f"{self.skipped} skipped, {self.failed} failed{unfinished}; {plural(self.containers, 'container')}, "
-                f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
-
-
-class Progress:
-    """Counts pages, containers and weeks, and keeps a live status line on a terminal."""
-
-    def __init__(self, stream, live: bool):
-        self.stream = stream
-        self.live = live
-        self.weeks_total = 0
-        self.weeks_done = 0
-        self.containers = 0
-        self.pages = 0
-        self._waits = {}
-        self._lock = threading.RLock()
-        self._shown = False
-
-    def page(self, containers: int) -> None:
-        with self._lock:
-            self.pages += 1
-            self.containers += containers
-            self._redraw()
-
-    def week_done(self) -> None:
-        with self._lock:
-            self.weeks_done += 1
-            self._redraw()
-
-    def waiting(self, seconds: float, why: str) -> None:
-        with self._lock:
-            if seconds > 0:
-                self._waits[threading.get_ident()] = f"waiting {seconds:.0f}s ({why})"
-            else:
-                self._waits.pop(threading.get_ident(), None)
-            self._redraw()
-
-    def write_line(self, text: str) -> None:
-        """Print a log line above the status line."""
-        with self._lock:
-            self._clear()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self._redraw()
-
-    def finish(self) -> None:
-        with self._lock:
-            self._clear()
-
-    def _status(self) -> str:
-        wait = next(iter(self._waits.values()), "")
-        weeks = f"weeks {self.weeks_done}/{self.weeks_total}  " if self.weeks_total else ""
-        return f"{weeks}{plural(self.containers, 'container')}  {plural(self.pages, 'page')}  {wait}".rstrip()
-
-    def _redraw(self) -> None:
-        if self.live:
-            self.stream.write("\r\033[K" + self._status())
-            self.stream.flush()
-            self._shown = True
-
-    def _clear(self) -> None:
-        if self.live and self._shown:
-            self.stream.write("\r\033[K")
-            self._shown = False
-
-
-@contextlib.contextmanager
-def folder_lock(layout: Layout):
-    """Hold the output folder's lock for a run; the OS drops it if the process dies."""
-    handle = open_new(os.path.join(layout.temp, LOCK_NAME), "a")
-    try:
-        try:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif msvcrt is not None:  # pragma: no cover - Windows
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
-                raise
-            raise FolderBusyError(
-                f"another run is using this folder ({os.path.abspath(layout.root)}); stopping") from None
-        yield
-    finally:
-        handle.close()
-
-
-def clean_temp(layout: Layout) -> int:
-    """Delete this script's staged files in temp_reports/ (a killed run's, or this run's); return how many."""
-    removed = 0
-    for name in os.listdir(layout.temp):
-        if TEMP_NAME.match(name):
-            remove_quietly(os.path.join(layout.temp, name))
-            removed += 1
-    return removed
-
-
-def make_flattener(columns) -> RowFlattener:
-    """Build the row flattener, warning once about each column it does not know."""
-    flattener = RowFlattener(columns)
-    for column in flattener.unknown:
-        log.warning("Unknown CSV column %r: it will be blank (see --help for the list)", column)
-    return flattener
-
-
-def make_client(settings: Settings, session, clock, progress, secrets, stop) -> GatewayClient:
-    """Wire the gateway client with its shared pacer and token broker."""
-    client = GatewayClient(settings.gateway, session, clock, settings.policy, random.Random(), progress,
-                           secrets.redact, stop)
-    login = None
-    if settings.username and settings.password:
-        login = functools.partial(client.log_in, settings.username, settings.password)
-    sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
-    client.tokens = TokenBroker(sources, login, clock, secrets.remember)
-    return client
+# --- Workers -------------------------------------------------------------------------
 
 
 def slices_per_week(slices: int, weeks_to_fetch: int) -> int:
@@ -2141,8 +2210,15 @@ class WeekRun:
         self.split = False
 
 
-SPLIT = "split"  # what a week's first chain returns when the week is to be fetched as slices
-RUN_STOPPED = "the run stopped"  # a week's outcome when the run stopped before it was done
+@dataclasses.dataclass
+class WeekResult:
+    """What became of one week."""
+
+    week: Week
+    error: str = ""
+    containers: int = 0
+    rows: int = 0
+    pages: int = 0
 
 
 class Exporter:
@@ -2355,6 +2431,32 @@ def log_week_done(week: WeekRun, result: WeekResult) -> None:
              " (open week, fetched again next run)" if week.job.partial else "")
 
 
+# --- Run -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Summary:
+    """The totals of a run, for the closing line and the exit code."""
+
+    planned: int = 0
+    fetched: int = 0
+    skipped: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    containers: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    output_dir: str = "."
+    verb: str = "fetched"
+    stopped_by: object = None  # the AuthError, GatewayUnreachable or Interrupted that ended the run early
+
+    def line(self) -> str:
+        unfinished = f", {self.unfinished} not finished" if self.unfinished else ""
+        return (f"Summary: {plural(self.planned, 'week')} planned, {self.fetched} {self.verb}, "
+                f"{self.skipped} skipped, {self.failed} failed{unfinished}; {plural(self.containers, 'container')}, "
+                f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
+
+
 def run_report(settings: Settings, session, clock, progress, secrets) -> Summary:
     """Export every planned week that is not done yet; the story of one run."""
     started, started_monotonic = clock.now(), clock.monotonic()
@@ -2463,11 +2565,6 @@ def rebuild_one(settings: Settings, layout: Layout, name: str, parsed, flattener
     summary.rows += rows
 
 
-def sheet_name(week: Week) -> str:
-    """A workbook's first sheet name: the week, as in its file names."""
-    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
-
-
 def describe_plan(settings: Settings, clock, out) -> None:
     """Print the weeks a run would fetch, their file names and their QQL (for --dry_run)."""
     started = clock.now()
@@ -2493,14 +2590,68 @@ def describe_plan(settings: Settings, clock, out) -> None:
                   f"  {job.query}", file=out)
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line for an error: our own errors and OS errors as they say, others with their type."""
-    if isinstance(exc, (ReportError, OSError)):
-        return shorten(str(exc) or type(exc).__name__)
-    return shorten(f"{type(exc).__name__}: {exc}")
+@contextlib.contextmanager
+def signals_stop_the_run():
+    """Make SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, once; a signal the
+    process was told to ignore (nohup, a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def stop(signum, frame):
+        if not raised:  # a second signal while stopping must not cut the tidying short
+            raised.append(signum)
+            raise Interrupted(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
+            previous[number] = signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
-# --- Command line ---------------------------------------------------------------------
+def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
+    """Run the job the settings ask for: a rebuild of the CSVs or an export."""
+    if settings.rebuild_csv:
+        return rebuild_reports(settings, clock)
+    own_session = session is None
+    session = session or make_session(settings.workers)
+    try:
+        return run_report(settings, session, clock, progress, secrets)
+    finally:
+        if own_session:
+            session.close()
+
+
+def exit_code(summary: Summary) -> int:
+    """The exit code of a run that ended with this summary."""
+    stopped_by = summary.stopped_by
+    if isinstance(stopped_by, AuthError):
+        return EXIT_AUTH
+    if isinstance(stopped_by, Interrupted):
+        return EXIT_SIGNAL_BASE + stopped_by.signum
+    if stopped_by is not None or summary.failed or summary.unfinished:
+        return EXIT_WEEKS_FAILED
+    return EXIT_OK
+
+
+def log_stop(stopped_by) -> None:
+    """Say in one line why a run stopped early."""
+    if isinstance(stopped_by, AuthError):
+        log.error("Authentication failed, stopping: %s", stopped_by)
+    elif isinstance(stopped_by, GatewayUnreachable):
+        log.error("Cannot reach the gateway, stopping: %s. No report was written", stopped_by)
+    elif isinstance(stopped_by, Interrupted):
+        log.error("Stopped by %s; finished weeks are kept, unfinished ones are fetched next run", stopped_by.name)
+
+
+# --- The manual ----------------------------------------------------------------------
 
 HELP_DESCRIPTION = """\
 Export the containers of a Qualys Container Security subscription, with their
@@ -2612,6 +2763,9 @@ exit codes:
 """
 
 
+# --- Command line --------------------------------------------------------------------
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error becomes a one-line UsageError instead of an exit."""
 
@@ -2706,6 +2860,39 @@ def parse_read_timeout(seconds: float) -> float:
     return seconds
 
 
+def gateway_base(gateway: str) -> str:
+    """Validate a gateway URL and return it without the list path, e.g. https://host."""
+    try:
+        parts = urlsplit(gateway.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        if host:
+            host.encode("idna")  # an empty or over-long label can never be looked up
+    except ValueError:  # UnicodeError included
+        raise UsageError(f"gateway URL has a bad host or port: {gateway!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise UsageError(f"gateway must be an https:// URL, e.g. https://gateway.qg2.apps.qualys.com, not {gateway!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise UsageError("gateway URL must not carry credentials, a query or a fragment")
+    if scheme == "http" and not is_loopback(host):
+        raise UsageError("plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); use https")
+    path = parts.path.rstrip("/")
+    if path.endswith(API_PATH):
+        path = path[: -len(API_PATH)]
+    return f"{scheme}://{parts.netloc}{path}"
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def settings_from(args, environ, embedded_token: str) -> Settings:
     """Validate the parsed arguments and combine them with the environment."""
     if (args.start_date is None) != (args.end_date is None):
@@ -2742,154 +2929,6 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
     )
-
-
-class LogFileHandler(logging.StreamHandler):
-    """Writes the run's log file; when it cannot (a full disk), says so once and goes on without it."""
-
-    def __init__(self, stream, on_failure):
-        super().__init__(stream)
-        self.on_failure = on_failure
-        self.broken = False
-
-    def emit(self, record) -> None:
-        if not self.broken:
-            super().emit(record)
-
-    def handleError(self, record) -> None:  # noqa: N802 - logging's name
-        if not self.broken:
-            self.broken = True
-            error = sys.exc_info()[1]
-            self.on_failure(f"WARNING The log file cannot be written ({describe_error(error)}); "
-                            "logging to the screen only from now on")
-
-    def close(self) -> None:
-        try:
-            self.stream.close()
-        except OSError:
-            pass
-        finally:
-            super().close()
-
-
-class ProgressHandler(logging.Handler):
-    """Writes log lines to the screen above the live status line."""
-
-    def __init__(self, progress: Progress):
-        super().__init__()
-        self.progress = progress
-
-    def emit(self, record) -> None:
-        try:
-            self.progress.write_line(self.format(record))
-        except Exception:
-            pass  # a closed or broken terminal must not stop the run, nor print Python's logging errors
-
-
-class FileFormatter(logging.Formatter):
-    """The log file's lines: a time stamp, and an unexpected error's traceback under its line."""
-
-    def format(self, record) -> str:
-        line = super().format(record)
-        details = getattr(record, "traceback_text", "")
-        return f"{line}\n{details}" if details else line
-
-
-def open_log(logs_folder: str, stamp: str):
-    """Create logs/weekly_report_<stamp>.log (-2, -3, ... if a run this second has one); never through
-    a symlink someone planted there."""
-    for number in range(1, 100):
-        name = f"weekly_report_{stamp}{'' if number == 1 else f'-{number}'}.log"
-        path = os.path.join(logs_folder, name)
-        try:
-            return open_new(path, "w", encoding="utf-8")
-        except FileExistsError:
-            if os.path.islink(path):
-                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
-            raise
-    raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
-
-
-def configure_logging(settings: Settings, progress: Progress, secrets: SecretFilter, clock) -> list:
-    """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
-    logs_folder = Layout(settings.output_dir).logs
-    os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
-    stream = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
-    file_handler = LogFileHandler(stream, progress.write_line)
-    file_handler.setFormatter(FileFormatter("%(asctime)s %(levelname)s %(message)s"))
-    screen_handler = ProgressHandler(progress)
-    screen_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handlers = [file_handler, screen_handler]
-    for handler in handlers:
-        handler.addFilter(secrets)
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return handlers
-
-
-@contextlib.contextmanager
-def signals_stop_the_run():
-    """Make SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, once; a signal the
-    process was told to ignore (nohup, a background job) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    raised = []
-
-    def stop(signum, frame):
-        if not raised:  # a second signal while stopping must not cut the tidying short
-            raised.append(signum)
-            raise Interrupted(signum)
-
-    previous = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
-            previous[number] = signal.signal(number, stop)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
-    """Run the job the settings ask for: a rebuild of the CSVs or an export."""
-    if settings.rebuild_csv:
-        return rebuild_reports(settings, clock)
-    own_session = session is None
-    session = session or make_session(settings.workers)
-    try:
-        return run_report(settings, session, clock, progress, secrets)
-    finally:
-        if own_session:
-            session.close()
-
-
-def exit_code(summary: Summary) -> int:
-    """The exit code of a run that ended with this summary."""
-    stopped_by = summary.stopped_by
-    if isinstance(stopped_by, AuthError):
-        return EXIT_AUTH
-    if isinstance(stopped_by, Interrupted):
-        return EXIT_SIGNAL_BASE + stopped_by.signum
-    if stopped_by is not None or summary.failed or summary.unfinished:
-        return EXIT_WEEKS_FAILED
-    return EXIT_OK
-
-
-def log_stop(stopped_by) -> None:
-    """Say in one line why a run stopped early."""
-    if isinstance(stopped_by, AuthError):
-        log.error("Authentication failed, stopping: %s", stopped_by)
-    elif isinstance(stopped_by, GatewayUnreachable):
-        log.error("Cannot reach the gateway, stopping: %s. No report was written", stopped_by)
-    elif isinstance(stopped_by, Interrupted):
-        log.error("Stopped by %s; finished weeks are kept, unfinished ones are fetched next run", stopped_by.name)
 
 
 def requests_missing() -> UsageError:
