@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 import traceback
+import typing
 import uuid
 import zlib
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
@@ -448,8 +449,17 @@ def report_name(week: Week, fingerprint: str, partial: bool, extension: str) -> 
     return ".".join(parts)
 
 
+class ReportName(typing.NamedTuple):
+    """What a report's file name says: its week, filter fingerprint, open state and extension."""
+
+    week: Week
+    fingerprint: str
+    partial: bool
+    extension: str
+
+
 def parse_report_name(name: str, local_time: bool = False):
-    """Read (week, fingerprint, partial, extension) back from a report name, or None."""
+    """Read a report name back as a ReportName, or None when it is not one of ours."""
     match = REPORT_NAME.match(name)
     if not match:
         return None
@@ -459,7 +469,7 @@ def parse_report_name(name: str, local_time: bool = False):
         week = make_week(first_day, end_day, local_time)
     except (ValueError, OverflowError, OSError):
         return None
-    return week, match["fingerprint"] or "", bool(match["partial"]), match["extension"]
+    return ReportName(week, match["fingerprint"] or "", bool(match["partial"]), match["extension"])
 
 
 def temp_name(final_name: str) -> str:
@@ -501,16 +511,33 @@ class Layout:
 
 
 @dataclasses.dataclass(frozen=True)
+class WeekFiles:
+    """The paths of one week's JSON, CSV and workbook: the one place they are named."""
+
+    week: Week
+    json: str
+    csv: str
+    xlsx: str
+
+    @classmethod
+    def of(cls, layout: Layout, week: Week, fingerprint: str, partial: bool) -> "WeekFiles":
+        def path(folder: str, extension: str) -> str:
+            return os.path.join(folder, report_name(week, fingerprint, partial, extension))
+        return cls(week, path(layout.reports, "json"), path(layout.csvs, "csv"), path(layout.workbooks, "xlsx"))
+
+    def __iter__(self):
+        return iter((self.json, self.csv, self.xlsx))
+
+
+@dataclasses.dataclass(frozen=True)
 class WeekJob:
-    """One week to export, with its query and the file names it will be published under."""
+    """One week to export, with its query and the files it will be published as."""
 
     week: Week
     query: str
     partial: bool
-    json_path: str
-    csv_path: str
-    xlsx_path: str
-    stale_paths: tuple  # files of the same week this export replaces (its old partial files)
+    files: WeekFiles
+    stale: tuple  # files of the same week this export replaces (its old partial files)
 
 
 def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
@@ -518,22 +545,15 @@ def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
     fingerprint = filter_fingerprint(settings.optional_filter)
     jobs, done = [], []
     for week in weeks:
-        final_json = os.path.join(layout.reports, report_name(week, fingerprint, False, "json"))
-        if os.path.exists(final_json):
+        final = WeekFiles.of(layout, week, fingerprint, partial=False)
+        if os.path.exists(final.json):
             done.append(week)
             continue
         partial = is_open(week, run_started)
-
-        def path(folder, is_partial, extension):
-            return os.path.join(folder, report_name(week, fingerprint, is_partial, extension))
-
-        stale = (path(layout.reports, True, "json"), path(layout.csvs, True, "csv"),
-                 path(layout.workbooks, True, "xlsx"))
-        jobs.append(WeekJob(
-            week=week, query=week_query(week, settings.optional_filter), partial=partial,
-            json_path=path(layout.reports, partial, "json"), csv_path=path(layout.csvs, partial, "csv"),
-            xlsx_path=path(layout.workbooks, partial, "xlsx"), stale_paths=() if partial else stale,
-        ))
+        stale = () if partial else tuple(WeekFiles.of(layout, week, fingerprint, partial=True))
+        files = WeekFiles.of(layout, week, fingerprint, partial) if partial else final
+        jobs.append(WeekJob(week=week, query=week_query(week, settings.optional_filter), partial=partial,
+                            files=files, stale=stale))
     return jobs, done
 
 
@@ -1835,12 +1855,23 @@ def fsync_folder(folder: str) -> None:
 
 
 class StagedFile:
-    """A binary file written in temp_reports/ and moved into place whole, or never."""
+    """A binary file written in temp_reports/ and moved into place whole, or never.
+
+    It is a context manager: leaving the with block without publish() removes the staged
+    file, whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
 
     def __init__(self, temp_folder: str, final_path: str):
         self.temp_path = os.path.join(temp_folder, temp_name(os.path.basename(final_path)))
         self.final_path = final_path
+        self.published = False
         self.stream = open_new(self.temp_path, "w+b")
+
+    def __enter__(self) -> "StagedFile":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.published:
+            self.discard()
 
     def publish(self) -> None:
         """Flush and fsync the file, move it into place, and fsync its folder."""
@@ -1848,6 +1879,7 @@ class StagedFile:
         os.fsync(self.stream.fileno())
         self.stream.close()
         os.replace(self.temp_path, self.final_path)
+        self.published = True
         fsync_folder(os.path.dirname(self.final_path) or ".")
 
     def discard(self) -> None:
@@ -1999,17 +2031,14 @@ class Fragment:
         self.flattener = flattener
         self.keys = set()
         self.containers = self.rows = self.duplicates = 0
-        self.json = self.csv = None
         self._rows_text = CsvText()
-        try:
-            self.json = StagedFile(temp_folder, job.json_path + tag)
-            self.csv = StagedFile(temp_folder, job.csv_path + tag)
+        with contextlib.ExitStack() as owned:
+            self.json = owned.enter_context(StagedFile(temp_folder, job.files.json + tag))
+            self.csv = owned.enter_context(StagedFile(temp_folder, job.files.csv + tag))
             if whole_week:
                 self.json.stream.write(b"[\n")
                 self.csv.stream.write(csv_head(flattener.header))
-        except BaseException:
-            self.discard()
-            raise
+            owned.pop_all()  # the fragment holds them now
 
     def add_page(self, text) -> PageStats:
         """Write a page's containers that this fragment does not have yet; all of them, or none."""
@@ -2050,10 +2079,16 @@ class Fragment:
         stats.new_uuids = len(new_keys)
         return stats, new_keys, rows, duplicates
 
-    def discard(self) -> None:
+    def __enter__(self) -> "Fragment":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Remove what the fragment staged, unless it was published as the week's own files."""
         for staged in (self.json, self.csv):
-            if staged is not None:
-                staged.discard()
+            staged.__exit__(*exc_info)
+
+    def discard(self) -> None:
+        self.__exit__(None, None, None)
 
 
 def close_json_array(stream, containers: int) -> None:
@@ -2073,10 +2108,9 @@ def join_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlat
 
     A container that an earlier slice already has is dropped (the slow path, re-reading
     that fragment, runs only when the gateway served one container in two slices)."""
-    final_json = StagedFile(temp_folder, job.json_path)
-    final_csv = None
-    try:
-        final_csv = StagedFile(temp_folder, job.csv_path)
+    with contextlib.ExitStack() as owned:
+        final_json = owned.enter_context(StagedFile(temp_folder, job.files.json))
+        final_csv = owned.enter_context(StagedFile(temp_folder, job.files.csv))
         final_json.stream.write(b"[\n")
         final_csv.stream.write(csv_head(flattener.header))
         earlier, containers, rows = set(), 0, 0
@@ -2093,12 +2127,8 @@ def join_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlat
                 added, added_rows = copy_without(fragment, twice, final_json.stream, final_csv.stream, flattener)
             containers, rows = containers + added, rows + added_rows
             earlier |= fragment.keys
+        owned.pop_all()  # the caller publishes them, or discards them
         return final_json, final_csv, containers, rows
-    except BaseException:
-        for staged in (final_json, final_csv):
-            if staged is not None:
-                staged.discard()
-        raise
 
 
 def copy_without(fragment: Fragment, skip_keys, json_out, csv_out, flattener: RowFlattener):
@@ -2116,62 +2146,70 @@ def copy_without(fragment: Fragment, skip_keys, json_out, csv_out, flattener: Ro
     return containers, rows
 
 
-def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Join a week's fragments and move its files into place: CSV and workbook first, JSON (the done
-    marker) last; return (containers, CSV rows). A week without containers removes its old CSV."""
-    if len(fragments) == 1 and fragments[0].whole_week:
-        final_json, final_csv = fragments[0].json, fragments[0].csv
-        containers, rows = fragments[0].containers, fragments[0].rows
-    else:
-        final_json, final_csv, containers, rows = join_fragments(job, fragments, temp_folder, flattener)
-    workbook = None
-    try:
-        close_json_array(final_json.stream, containers)
+def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, json_source: str,
+                  workbook_columns, temp_folder: str, staged_json=None) -> None:
+    """Move a week's files into place, for an export and a rebuild alike: the CSV and the workbook
+    (written from json_source) first, the JSON (the done marker) last. A week without containers
+    has neither, so old ones of its names are removed. A rebuild keeps its JSON: no staged_json."""
+    with contextlib.ExitStack() as owned:
+        workbook = None
         if containers and workbook_columns is not None:
-            final_json.stream.flush()
-            workbook = StagedFile(temp_folder, job.xlsx_path)
-            write_workbook(final_json.temp_path, workbook.stream, workbook_columns, sheet_name(job.week),
-                           temp_folder)
+            workbook = owned.enter_context(StagedFile(temp_folder, files.xlsx))
+            write_workbook(json_source, workbook.stream, workbook_columns, sheet_name(files.week), temp_folder)
         if containers:
-            final_csv.publish()
+            staged_csv.publish()
             if workbook is not None:
                 workbook.publish()
         else:
-            final_csv.discard()
-            remove_quietly(job.csv_path)  # an old CSV (or workbook) of this name no longer matches
-            remove_quietly(job.xlsx_path)
-        final_json.publish()
-    except BaseException:
-        for staged in (final_json, final_csv, workbook):
-            if staged is not None:
-                staged.discard()
-        raise
-    for stale in job.stale_paths:
+            staged_csv.discard()
+            remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
+            remove_quietly(files.xlsx)
+        if staged_json is not None:
+            staged_json.publish()
+
+
+def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
+    """Join a week's fragments and publish its files; return (containers, CSV rows). Whatever
+    happens, nothing the week staged is left behind."""
+    with contextlib.ExitStack() as owned:
+        for fragment in fragments:
+            owned.enter_context(fragment)
+        if len(fragments) == 1 and fragments[0].whole_week:
+            final_json, final_csv = fragments[0].json, fragments[0].csv
+            containers, rows = fragments[0].containers, fragments[0].rows
+        else:
+            final_json, final_csv, containers, rows = join_fragments(job, fragments, temp_folder, flattener)
+            owned.enter_context(final_json)
+            owned.enter_context(final_csv)
+        close_json_array(final_json.stream, containers)
+        final_json.stream.flush()
+        publish_files(job.files, final_csv, containers, json_source=final_json.temp_path,
+                      workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json)
+    for stale in job.stale:
         remove_quietly(stale)
     return containers, rows
 
 
-def rebuild_csv(json_path: str, csv_path: str, temp_folder: str, flattener: RowFlattener):
-    """Write csv_path afresh from a stored weekly JSON; return (containers, rows)."""
-    staged = StagedFile(temp_folder, csv_path)
-    try:
-        staged.stream.write(csv_head(flattener.header))
-        containers = rows = 0
-        rows_text = CsvText()
-        for container in read_report(json_path):
-            container_rows = flattener.rows(container)
-            staged.stream.write(rows_text.encode(container_rows))
-            containers += 1
-            rows += len(container_rows)
-        if containers:
-            staged.publish()
-        else:
-            staged.discard()
-            remove_quietly(csv_path)
-        return containers, rows
-    except BaseException:
-        staged.discard()
-        raise
+def write_csv(json_path: str, stream, flattener: RowFlattener):
+    """Write the CSV of a stored weekly JSON to stream; return (containers, rows)."""
+    stream.write(csv_head(flattener.header))
+    containers = rows = 0
+    rows_text = CsvText()
+    for container in read_report(json_path):
+        container_rows = flattener.rows(container)
+        stream.write(rows_text.encode(container_rows))
+        containers += 1
+        rows += len(container_rows)
+    return containers, rows
+
+
+def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns):
+    """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
+    with StagedFile(temp_folder, files.csv) as staged_csv:
+        containers, rows = write_csv(files.json, staged_csv.stream, flattener)
+        publish_files(files, staged_csv, containers, json_source=files.json, workbook_columns=workbook_columns,
+                      temp_folder=temp_folder)
+    return containers, rows
 
 
 # --- Workers -------------------------------------------------------------------------
@@ -2427,7 +2465,7 @@ def log_week_done(week: WeekRun, result: WeekResult) -> None:
                  plural(duplicates, "container"))
     log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
              plural(result.rows, "CSV row"), plural(result.pages, "page"),
-             f" in {len(week.fragments)} slices" if week.split else "", os.path.basename(week.job.json_path),
+             f" in {len(week.fragments)} slices" if week.split else "", os.path.basename(week.job.files.json),
              " (open week, fetched again next run)" if week.job.partial else "")
 
 
@@ -2528,37 +2566,26 @@ def rebuild_reports(settings: Settings, clock) -> Summary:
         clean_temp(layout)
         for name in sorted(os.listdir(layout.reports)):
             parsed = parse_report_name(name, settings.local_time)
-            if parsed and parsed[3] == "json":
-                rebuild_one(settings, layout, name, parsed, flattener, summary)
+            if parsed and parsed.extension == "json":
+                files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
+                rebuild_one(settings, layout, files, flattener, summary)
         clean_temp(layout)
     summary.seconds = clock.monotonic() - started_monotonic
     return summary
 
 
-def rebuild_one(settings: Settings, layout: Layout, name: str, parsed, flattener, summary: Summary) -> None:
+def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary) -> None:
     """Rebuild one stored week's CSV (and workbook); a week that cannot be read fails alone."""
-    week, fingerprint, partial, _ = parsed
-    json_path = os.path.join(layout.reports, name)
-    csv_path = os.path.join(layout.csvs, report_name(week, fingerprint, partial, "csv"))
-    xlsx_path = os.path.join(layout.workbooks, report_name(week, fingerprint, partial, "xlsx"))
+    name = os.path.basename(files.json)
     summary.planned += 1
     try:
-        containers, rows = rebuild_csv(json_path, csv_path, layout.temp, flattener)
-        if settings.xlsx and containers:
-            staged = StagedFile(layout.temp, xlsx_path)
-            try:
-                write_workbook(json_path, staged.stream, settings.csv_columns, sheet_name(week), layout.temp)
-                staged.publish()
-            except BaseException:
-                staged.discard()
-                raise
-        elif settings.xlsx:
-            remove_quietly(xlsx_path)
+        containers, rows = rebuild_files(files, layout.temp, flattener,
+                                         settings.csv_columns if settings.xlsx else None)
     except Exception as exc:  # one unreadable week fails alone, in one line
         log.error("Rebuilding the CSV of %s FAILED: %s", name, describe_error(exc))
         summary.failed += 1
         return
-    log.info("Rebuilt %s: %s, %s", os.path.basename(csv_path) if containers else f"nothing for {name}",
+    log.info("Rebuilt %s: %s, %s", os.path.basename(files.csv) if containers else f"nothing for {name}",
              plural(containers, "container"), plural(rows, "CSV row"))
     summary.fetched += 1
     summary.containers += containers
@@ -2586,7 +2613,7 @@ def describe_plan(settings: Settings, clock, out) -> None:
         if job is None:
             print(f"skip   {week.label}  already exported", file=out)
         else:
-            print(f"fetch  {week.label}  {os.path.relpath(job.json_path)}  {os.path.relpath(job.csv_path)}"
+            print(f"fetch  {week.label}  {os.path.relpath(job.files.json)}  {os.path.relpath(job.files.csv)}"
                   f"  {job.query}", file=out)
 
 
