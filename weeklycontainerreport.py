@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import datetime as dt
 import email.utils
+import enum
 import errno
 import functools
 import hashlib
@@ -254,8 +255,13 @@ class Interrupted(KeyboardInterrupt):
             return f"signal {self.signum}"
 
 
-SPLIT = "split"  # what a week's first chain returns when the week is to be fetched as slices
-RUN_STOPPED = "the run stopped"  # a week's outcome when the run stopped before it was done
+class Ending(enum.Enum):
+    """How a week ended: written whole, failed (nothing written, retried next run), or left
+    unfinished because the run stopped (no token left, a signal)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    UNFINISHED = "unfinished"
 
 
 # --- Settings and bounds -------------------------------------------------------------
@@ -1503,7 +1509,7 @@ class GatewayClient:
 
     def check_stop(self) -> None:
         if self.stop.is_set():
-            raise RunStopping(RUN_STOPPED)
+            raise RunStopping("the run stopped")
 
     def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
@@ -2243,9 +2249,19 @@ class WeekRun:
         self.lock = threading.Lock()
         self.fragments = {}  # chain index -> Fragment
         self.pending = 1  # chains not ended yet
-        self.error = ""
+        self.ending, self.reason = Ending.DONE, ""  # set by the first chain that does not end well
         self.pages = 0
         self.split = False
+
+    def chain_ended(self, index: int, fragment, ending: Ending, reason: str) -> bool:
+        """Record how one chain ended; return True when it was the week's last."""
+        with self.lock:
+            if ending is not Ending.DONE and self.ending is Ending.DONE:
+                self.ending, self.reason = ending, reason
+            if fragment is not None:
+                self.fragments[index] = fragment
+            self.pending -= 1
+            return self.pending == 0
 
 
 @dataclasses.dataclass
@@ -2253,7 +2269,8 @@ class WeekResult:
     """What became of one week."""
 
     week: Week
-    error: str = ""
+    ending: Ending = Ending.DONE
+    reason: str = ""  # why it failed
     containers: int = 0
     rows: int = 0
     pages: int = 0
@@ -2352,42 +2369,42 @@ class Exporter:
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
                                 "" if chain.index == 0 else f".slice{chain.index}", chain.index == 0)
-            outcome = self._page_through(chain, fragment)
+            split = self._page_through(chain, fragment)
         except BaseException as exc:
             fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
                 self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
-            self._chain_ended(chain, fragment, RUN_STOPPED if fatal else failure_message(week.job.week, exc))
+            self._chain_ended(chain, fragment, *chain_ending(week.job.week, exc))
             return not fatal
-        if outcome == SPLIT:
+        if split:
             fragment.discard()
             self._split(week)
         else:
-            self._chain_ended(chain, fragment, "")
+            self._chain_ended(chain, fragment, Ending.DONE, "")
         return True
 
-    def _page_through(self, chain: Chain, fragment: Fragment):
-        """Fetch a chain's pages into its fragment; return SPLIT when the week should be sliced."""
+    def _page_through(self, chain: Chain, fragment: Fragment) -> bool:
+        """Fetch a chain's pages into its fragment; return True when the week should be sliced instead."""
         week, cursor, used, stale = chain.week, None, set(), 0
         for number in range(1, MAX_PAGES_PER_CHAIN + 1):
-            if week.error:
-                raise WeekFailed(week.error)
+            if week.ending is not Ending.DONE:
+                raise WeekFailed(week.reason)
             stats, next_page = self.client.fetch_page(chain.query, cursor, chain.label, fragment.add_page)
             with week.lock:
                 week.pages += 1
             split = chain.index == 0 and number == 1 and week.slices > 1 and stats.items and next_page
             self.progress.page(0 if split else stats.written)  # a split week's first page is not kept
             if split:
-                return SPLIT
+                return True
             if not stats.items or next_page is None:
-                return None
+                return False
             stale = 0 if stats.new_uuids else stale + 1
             if stale >= PAGES_WITHOUT_PROGRESS:
                 raise WeekFailed(f"the gateway served {stale} pages in a row without a container not already "
                                  "seen, so the week is not known to be complete")
             if next_page in used:
                 log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", chain.label)
-                return None
+                return False
             used.add(next_page)
             cursor = next_page
         raise WeekFailed(f"more than {MAX_PAGES_PER_CHAIN} pages; the week is not known to be complete")
@@ -2403,23 +2420,15 @@ class Exporter:
             query = range_query(start_ms, end_ms, self.settings.optional_filter)
             self._submit(Chain(week, index, query, f"{week.job.week.label} slice {index}/{len(bounds)}"))
 
-    def _chain_ended(self, chain: Chain, fragment, error: str) -> None:
-        week = chain.week
-        with week.lock:
-            if error:
-                week.error = week.error or error
-            if fragment is not None:
-                week.fragments[chain.index] = fragment
-            week.pending -= 1
-            last = week.pending == 0
-        if last:
-            self._finish_week(week)
+    def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
+        if chain.week.chain_ended(chain.index, fragment, ending, reason):
+            self._finish_week(chain.week)
 
     def _finish_week(self, week: WeekRun) -> None:
         """Publish a week whose chains all ended well, or discard everything it staged."""
         fragments = [week.fragments[index] for index in sorted(week.fragments)]
-        result = WeekResult(week.job.week, error=week.error, pages=week.pages)
-        if not result.error:
+        result = WeekResult(week.job.week, ending=week.ending, reason=week.reason, pages=week.pages)
+        if result.ending is Ending.DONE:
             with self._changed:
                 self._publishing += 1
             try:
@@ -2427,34 +2436,33 @@ class Exporter:
                                                               self.flattener, self.workbook_columns)
                 log_week_done(week, result)
             except Exception as exc:
-                result.error = failure_message(week.job.week, exc)
+                result.ending, result.reason = chain_ending(week.job.week, exc)
             finally:
                 with self._changed:
                     self._publishing -= 1
                     self._changed.notify_all()
-        if result.error:
+        if result.ending is not Ending.DONE:
             for fragment in fragments:
                 fragment.discard()
-            if result.error != RUN_STOPPED:
-                log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
-                          week.job.week.label, result.error)
+        if result.ending is Ending.FAILED:
+            log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
+                      week.job.week.label, result.reason)
         self.results[week.order] = result
         self.events.put(("week", result))
 
 
-def failure_message(week: Week, exc: BaseException) -> str:
-    """Say in one line why a week failed; an unexpected error's traceback goes to the log file only."""
-    if isinstance(exc, RunStopping):
-        return RUN_STOPPED
+def chain_ending(week: Week, exc: BaseException) -> tuple:
+    """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
+    traceback goes to the log file only."""
+    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable)) or not isinstance(exc, Exception):
+        return Ending.UNFINISHED, "the run stopped"
     if isinstance(exc, WeekFailed):
-        return str(exc)
+        return Ending.FAILED, str(exc)
     if isinstance(exc, OSError):
-        return f"cannot write its files: {exc}"
-    if isinstance(exc, Exception):
-        log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
-                  exc_info=exc)
-        return f"unexpected error: {type(exc).__name__}"
-    return RUN_STOPPED
+        return Ending.FAILED, f"cannot write its files: {exc}"
+    log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
+              exc_info=exc)
+    return Ending.FAILED, f"unexpected error: {type(exc).__name__}"
 
 
 def log_week_done(week: WeekRun, result: WeekResult) -> None:
@@ -2542,9 +2550,9 @@ def tally(summary: Summary, weeks, jobs, done, results) -> None:
     summary.planned, summary.skipped = len(weeks), len(done)
     for order in range(len(jobs)):
         result = results.get(order)
-        if result is None or result.error == RUN_STOPPED:
+        if result is None or result.ending is Ending.UNFINISHED:
             summary.unfinished += 1
-        elif result.error:
+        elif result.ending is Ending.FAILED:
             summary.failed += 1
         else:
             summary.fetched += 1
