@@ -241,7 +241,7 @@ class NotJson(ValueError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP."""
+    """The run was stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP (exit 128 + N)."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -253,6 +253,11 @@ class Interrupted(KeyboardInterrupt):
             return signal.Signals(self.signum).name
         except ValueError:
             return f"signal {self.signum}"
+
+    @classmethod
+    def of(cls, exc: KeyboardInterrupt) -> "Interrupted":
+        """Ctrl-C, converted once: a plain KeyboardInterrupt is SIGINT's."""
+        return exc if isinstance(exc, cls) else cls(signal.SIGINT)
 
 
 class Ending(enum.Enum):
@@ -309,8 +314,8 @@ class Settings:
     """Everything a run needs, validated; built from the command line and the environment."""
 
     gateway: str = ""  # the gateway's base URL; '' where none is needed
-    start_date: object = None  # dt.date, or None for the last 52 weeks
-    end_date: object = None  # dt.date, exclusive
+    start_date: typing.Optional[dt.date] = None  # None: the last 52 weeks and the current one
+    end_date: typing.Optional[dt.date] = None  # exclusive
     optional_filter: str = ""
     csv_columns: tuple = CSV_COLUMNS
     output_dir: str = "."
@@ -781,7 +786,7 @@ def open_log(logs_folder: str, stamp: str):
     raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
-def configure_logging(settings: Settings, progress: Progress, secrets: SecretFilter, clock) -> list:
+def configure_logging(settings: Settings, clock, progress: Progress, secrets: SecretFilter) -> list:
     """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
     logs_folder = Layout(settings.output_dir).logs
     os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
@@ -1149,8 +1154,8 @@ class TokenBroker:
     long wait) leads to another login, at most MAX_REFUSED_LOGINS times in a row.
     """
 
-    def __init__(self, tokens, login, clock, remember_secret):
-        self._sources = [(label, token) for label, token in tokens if token]
+    def __init__(self, *, sources, login, clock, remember_secret):
+        self._sources = [(label, token) for label, token in sources if token]
         self._login = login  # None without credentials
         self._clock = clock
         self._remember_secret = remember_secret
@@ -1469,22 +1474,26 @@ def next_cursor(headers):
 class GatewayClient:
     """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
 
-    def __init__(self, base_url, session, clock, policy, rng, progress, redact, stop):
-        parts = urlsplit(base_url)
+    def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, rng=None):
+        parts = urlsplit(settings.gateway)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.list_url = base_url + API_PATH
-        self.auth_url = base_url + AUTH_PATH
+        self.list_url = settings.gateway + API_PATH
+        self.auth_url = settings.gateway + AUTH_PATH
         self.session = session
         self.clock = clock
-        self.policy = policy
-        self.rng = rng
+        self.policy = settings.policy
+        self.rng = rng or random.Random()
         self.progress = progress
-        self.redact = redact
+        self.redact = secrets.redact
         self.stop = stop
-        self.pacer = Pacer(clock, policy.max_rate_limit_wait_seconds)
+        self.pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)
         self.watch = RequestWatch()
-        self.tokens = None  # a TokenBroker, set by make_client
+        login = None
+        if settings.username and settings.password:
+            login = functools.partial(self.log_in, settings.username, settings.password)
+        sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
+        self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
         self.answered = False  # has the gateway answered anything in this run?
 
     def fetch_page(self, query: str, cursor, label: str, consume):
@@ -1619,18 +1628,6 @@ class GatewayClient:
                     waited = self._after_failure(exc, "Login", attempt, waited)
                 except WeekFailed as failure:
                     raise WeekFailed(f"login failed: {failure}") from None
-
-
-def make_client(settings: Settings, session, clock, progress, secrets, stop) -> GatewayClient:
-    """Wire the gateway client with its shared pacer and token broker."""
-    client = GatewayClient(settings.gateway, session, clock, settings.policy, random.Random(), progress,
-                           secrets.redact, stop)
-    login = None
-    if settings.username and settings.password:
-        login = functools.partial(client.log_in, settings.username, settings.password)
-    sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
-    client.tokens = TokenBroker(sources, login, clock, secrets.remember)
-    return client
 
 
 # --- Cells and rows ------------------------------------------------------------------
@@ -2032,7 +2029,7 @@ class Fragment:
     are cut back to where the page began, and the page can be fetched again. Containers are
     de-duplicated by uuid within the fragment."""
 
-    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, tag: str, whole_week: bool):
+    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool):
         self.whole_week = whole_week  # the week's only fragment: its files are the final ones
         self.flattener = flattener
         self.keys = set()
@@ -2283,7 +2280,7 @@ class Exporter:
     more is, in a run of few weeks, fetched again as time slices that run side by side; the
     worker that ends a week's last chain publishes it. The main thread only waits and stops."""
 
-    def __init__(self, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop):
+    def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop):
         self.settings = settings
         self.client = client
         self.layout = layout
@@ -2368,7 +2365,7 @@ class Exporter:
         fragment = None
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
-                                "" if chain.index == 0 else f".slice{chain.index}", chain.index == 0)
+                                tag="" if chain.index == 0 else f".slice{chain.index}", whole_week=chain.index == 0)
             split = self._page_through(chain, fragment)
         except BaseException as exc:
             fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
@@ -2503,12 +2500,11 @@ class Summary:
                 f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
 
 
-def run_report(settings: Settings, session, clock, progress, secrets) -> Summary:
-    """Export every planned week that is not done yet; the story of one run."""
-    started, started_monotonic = clock.now(), clock.monotonic()
+def run_report(settings: Settings, session, clock, progress, secrets, summary: Summary) -> None:
+    """Export every planned week that is not done yet, counting in summary; the story of one run."""
+    started = clock.now()
     layout = Layout(settings.output_dir, settings.xlsx)
     layout.create()
-    summary = Summary(output_dir=settings.output_dir)
     with folder_lock(layout):
         stale = clean_temp(layout)  # 1. nothing a killed run left is mistaken for a result
         if stale:
@@ -2518,20 +2514,16 @@ def run_report(settings: Settings, session, clock, progress, secrets) -> Summary
         log_plan(settings, weeks, jobs, done)
         flattener = make_flattener(settings.csv_columns)  # 3. columns, resolved once
         stop = threading.Event()
-        client = make_client(settings, session, clock, progress, secrets, stop)
+        client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
+                               stop=stop)
         progress.weeks_total = len(jobs)
-        exporter = Exporter(settings, client, layout, flattener, progress, stop)
+        exporter = Exporter(settings=settings, client=client, layout=layout, flattener=flattener,
+                            progress=progress, stop=stop)
         try:  # 4. fetch and publish, week by week
             exporter.run(jobs)
-        except (AuthError, GatewayUnreachable, Interrupted) as exc:
-            summary.stopped_by = exc
-        except KeyboardInterrupt:
-            summary.stopped_by = Interrupted(signal.SIGINT)
         finally:
             clean_temp(layout)  # 5. whatever unfinished weeks had staged
-    tally(summary, weeks, jobs, done, exporter.results)
-    summary.seconds = clock.monotonic() - started_monotonic
-    return summary
+            tally(summary, weeks, jobs, done, exporter.results)
 
 
 def log_plan(settings: Settings, weeks, jobs, done) -> None:
@@ -2560,15 +2552,14 @@ def tally(summary: Summary, weeks, jobs, done, results) -> None:
             summary.rows += result.rows
 
 
-def rebuild_reports(settings: Settings, clock) -> Summary:
+def rebuild_reports(settings: Settings, summary: Summary) -> None:
     """Write every CSV (and workbook) afresh from the stored weekly JSON, with the current columns."""
-    started_monotonic = clock.monotonic()
     layout = Layout(settings.output_dir, settings.xlsx)
     if not os.path.isdir(layout.reports):
         raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}; "
                          "give the --output_dir of an export")
     layout.create()
-    summary = Summary(output_dir=settings.output_dir, verb="rebuilt")
+    summary.verb = "rebuilt"
     flattener = make_flattener(settings.csv_columns)
     with folder_lock(layout):
         clean_temp(layout)
@@ -2578,8 +2569,6 @@ def rebuild_reports(settings: Settings, clock) -> Summary:
                 files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
                 rebuild_one(settings, layout, files, flattener, summary)
         clean_temp(layout)
-    summary.seconds = clock.monotonic() - started_monotonic
-    return summary
 
 
 def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary) -> None:
@@ -2651,29 +2640,41 @@ def signals_stop_the_run():
             signal.signal(number, handler)
 
 
-def execute(settings: Settings, clock, session, progress, secrets) -> Summary:
-    """Run the job the settings ask for: a rebuild of the CSVs or an export."""
+def execute(settings: Settings, session, clock, progress, secrets, summary: Summary) -> None:
+    """Run the job the settings ask for, a rebuild of the CSVs or an export, counting in summary."""
     if settings.rebuild_csv:
-        return rebuild_reports(settings, clock)
+        rebuild_reports(settings, summary)
+        return
     own_session = session is None
     session = session or make_session(settings.workers)
     try:
-        return run_report(settings, session, clock, progress, secrets)
+        run_report(settings, session, clock, progress, secrets, summary)
     finally:
         if own_session:
             session.close()
 
 
-def exit_code(summary: Summary) -> int:
-    """The exit code of a run that ended with this summary."""
-    stopped_by = summary.stopped_by
-    if isinstance(stopped_by, AuthError):
-        return EXIT_AUTH
-    if isinstance(stopped_by, Interrupted):
-        return EXIT_SIGNAL_BASE + stopped_by.signum
-    if stopped_by is not None or summary.failed or summary.unfinished:
-        return EXIT_WEEKS_FAILED
-    return EXIT_OK
+def run_and_report(settings: Settings, session, clock, progress, secrets):
+    """Run the export (or the rebuild) and end with the summary line; return the outcome for exit_code:
+    the Summary, or the error that stopped the run before it could count anything."""
+    started = clock.monotonic()
+    summary = Summary(output_dir=settings.output_dir)
+    try:
+        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
+                 settings.gateway or "(none)", os.path.abspath(settings.output_dir))
+        execute(settings, session, clock, progress, secrets, summary)
+    except (AuthError, GatewayUnreachable, KeyboardInterrupt) as exc:  # the run stopped early: still summarized
+        summary.stopped_by = Interrupted.of(exc) if isinstance(exc, KeyboardInterrupt) else exc
+    except (FolderBusyError, UsageError, OSError) as exc:
+        log.error("%s", describe_error(exc))
+        return exc
+    except Exception as exc:  # a bug: one line here, the traceback in the log file
+        log.error("Stopped by an unexpected error %s", describe_error(exc), exc_info=exc)
+        return exc
+    summary.seconds = clock.monotonic() - started
+    log_stop(summary.stopped_by)
+    log.info("%s", summary.line())
+    return summary
 
 
 def log_stop(stopped_by) -> None:
@@ -2684,6 +2685,24 @@ def log_stop(stopped_by) -> None:
         log.error("Cannot reach the gateway, stopping: %s. No report was written", stopped_by)
     elif isinstance(stopped_by, Interrupted):
         log.error("Stopped by %s; finished weeks are kept, unfinished ones are fetched next run", stopped_by.name)
+
+
+def exit_code(outcome) -> int:
+    """The one place that picks the exit code, from how the run ended: its Summary, the error that
+    stopped it, or None when there was nothing to run (--help, --version, --dry_run)."""
+    if isinstance(outcome, Summary):
+        if outcome.stopped_by is None:
+            return EXIT_WEEKS_FAILED if outcome.failed or outcome.unfinished else EXIT_OK
+        outcome = outcome.stopped_by
+    if outcome is None:
+        return EXIT_OK
+    if isinstance(outcome, KeyboardInterrupt):
+        return EXIT_SIGNAL_BASE + Interrupted.of(outcome).signum
+    if isinstance(outcome, UsageError):
+        return EXIT_USAGE
+    if isinstance(outcome, AuthError):
+        return EXIT_AUTH
+    return EXIT_WEEKS_FAILED  # weeks failed, the gateway cannot be reached, the folder is busy, a bug
 
 
 # --- The manual ----------------------------------------------------------------------
@@ -2973,78 +2992,64 @@ def requests_missing() -> UsageError:
                       "python3-requests package (apt install python3-requests)")
 
 
-def start_logging(settings: Settings, clock):
-    """Set up the screen, the redaction of secrets and the run log; return (progress, secrets, handlers)."""
-    secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
-    progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-    return progress, secrets, configure_logging(settings, progress, secrets, clock)
+def check_dependencies(settings: Settings) -> None:
+    """Refuse to start without requests (the export needs it) or XlsxWriter (for --xlsx)."""
+    if requests is None and not (settings.dry_run or settings.rebuild_csv):
+        raise requests_missing()
+    if settings.xlsx:
+        import_xlsxwriter()
 
 
-def print_plan(settings: Settings, clock) -> int:
+def print_plan(settings: Settings, clock) -> None:
     """--dry_run: print the plan; a reader that stops early (| head) is no error."""
     try:
         describe_plan(settings, clock, sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
-    return EXIT_OK
 
 
-def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
-    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
-
-
-def run_and_report(settings: Settings, clock, session, progress, secrets) -> int:
-    """Run the export (or the rebuild), end with the summary line, and choose the exit code."""
-    started = clock.monotonic()
+def run_logged(settings: Settings, session, clock):
+    """Run with the screen, the redaction of secrets and the run log set up; return the outcome."""
+    secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
+    progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
+    handlers = configure_logging(settings, clock, progress, secrets)
     try:
-        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
-                 settings.gateway or "(none)", os.path.abspath(settings.output_dir))
-        summary = execute(settings, clock, session, progress, secrets)
-    except (FolderBusyError, UsageError, OSError) as exc:
-        log.error("%s", describe_error(exc))
-        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_WEEKS_FAILED
-    except Exception as exc:  # a bug: one line here, the traceback in the log file
-        log.error("Stopped by an unexpected error %s", describe_error(exc), exc_info=exc)
-        return EXIT_WEEKS_FAILED
-    except KeyboardInterrupt as exc:  # a signal before or after the weeks themselves ran
-        summary = Summary(output_dir=settings.output_dir, stopped_by=as_interrupted(exc),
-                          seconds=clock.monotonic() - started)
-    log_stop(summary.stopped_by)
-    log.info("%s", summary.line())
-    return exit_code(summary)
+        return run_and_report(settings, session, clock, progress, secrets)
+    finally:
+        progress.finish()
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def refused(exc: BaseException):
+    """Say in one line why the run could not begin; return the outcome for exit_code."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Interrupted.of(exc)
+        print(f"weeklycontainerreport.py: stopped by {exc.name} before the run began", file=sys.stderr)
+        return exc
+    print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
+    return exc if isinstance(exc, UsageError) else UsageError(describe_error(exc))
 
 
 def main(argv=None, clock=None, session=None, environ=None) -> int:
-    """Run the command line; the only place that reads the environment and picks exit codes."""
+    """Run the command line: the table of contents of a run, and its only exit."""
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
     with signals_stop_the_run():
         try:
-            settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)
-            if requests is None and not (settings.dry_run or settings.rebuild_csv):
-                raise requests_missing()
-            if settings.xlsx:
-                import_xlsxwriter()
+            settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)  # 1. what to do
+            check_dependencies(settings)  # 2. what it needs
             if settings.dry_run:
-                return print_plan(settings, clock)
-            progress, secrets, handlers = start_logging(settings, clock)
-        except SystemExit as exc:  # --help and --version
-            return exc.code if isinstance(exc.code, int) else EXIT_OK
-        except (UsageError, OSError) as exc:
-            print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
-            return EXIT_USAGE
-        except KeyboardInterrupt as exc:
-            print(f"weeklycontainerreport.py: stopped by {as_interrupted(exc).name} before the run began",
-                  file=sys.stderr)
-            return EXIT_SIGNAL_BASE + as_interrupted(exc).signum
-        try:
-            return run_and_report(settings, clock, session, progress, secrets)
-        finally:
-            progress.finish()
-            for handler in handlers:
-                log.removeHandler(handler)
-                handler.close()
+                outcome = print_plan(settings, clock)  # 3. either say what a run would do,
+            else:
+                outcome = run_logged(settings, session, clock)  # or run, logged, ending with its summary
+        except SystemExit:  # --help and --version printed what was asked for
+            outcome = None
+        except (UsageError, OSError, KeyboardInterrupt) as exc:
+            outcome = refused(exc)
+    return exit_code(outcome)  # 4. how it ended
 
 
 if __name__ == "__main__":

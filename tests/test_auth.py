@@ -161,7 +161,8 @@ def test_a_login_token_is_renewed_before_its_four_hours_are_up():
         logins.append(clock.monotonic())
         return f"login-{len(logins)}"
 
-    broker = wcr.TokenBroker([("QUALYS_TOKEN", "")], login, clock, lambda secret: None)
+    broker = wcr.TokenBroker(sources=[("QUALYS_TOKEN", "")], login=login, clock=clock,
+                             remember_secret=lambda secret: None)
     assert broker.current() == "login-1"
     clock.sleep(3 * 3600)
     assert broker.current() == "login-1"

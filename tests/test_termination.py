@@ -34,8 +34,9 @@ def client_for(gateway, clock=None, **policy):
     """A gateway client wired as a run wires it, with the given retry policy."""
     settings = wcr.Settings(gateway=gateway.url, policy=wcr.RetryPolicy(**policy), env_token=DEMO_TOKEN)
     session = wcr.make_session(2)
-    client = wcr.make_client(settings, session, clock or FakeClock(), wcr.Progress(io.StringIO(), False),
-                             wcr.SecretFilter(), threading.Event())
+    client = wcr.GatewayClient(settings=settings, session=session, clock=clock or FakeClock(),
+                               progress=wcr.Progress(io.StringIO(), False), secrets=wcr.SecretFilter(),
+                               stop=threading.Event())
     return client, session
 
 
