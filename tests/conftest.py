@@ -1,15 +1,22 @@
-"""Shared fixtures: a running fake gateway, a controllable clock, and a helper to run the CLI."""
+"""Shared fixtures and helpers: a running fake gateway, a controllable clock, the CLI, and readers
+of what a run left behind (its reports, its CSV rows, its log)."""
+import csv
 import datetime as dt
+import io
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 import weeklycontainerreport as wcr
-from fake_gateway import DEMO_TOKEN, FakeGateway, epoch_ms
+from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway, epoch_ms
 
 # A fixed "now" well after the test weeks, so none of them is open unless a test says so.
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.timezone.utc)
+REPO = os.path.dirname(SCRIPT)
 
 
 class FakeClock:
@@ -29,6 +36,11 @@ class FakeClock:
     def monotonic(self):
         with self._lock:
             return self._monotonic
+
+    def advance(self, seconds):
+        """Time goes by without anyone sleeping (a machine suspended, say)."""
+        with self._lock:
+            self._monotonic += seconds
 
     def sleep(self, seconds, wake=None):
         assert seconds >= 0, f"negative sleep: {seconds}"
@@ -71,13 +83,84 @@ def run(workdir, gateway, clock):
     return run_main
 
 
+# --- Weeks and data ----------------------------------------------------------------------------
+
+
 def week_range(first, end):
     return ["--start_date", first, "--end_date", end]
+
+
+def ms(year, month, day):
+    return epoch_ms(dt.date(year, month, day))
+
+
+WEEK = week_range("2025-09-01", "2025-09-08")
+WEEK_UNSLICED = WEEK + ["--slices", "1"]  # one chain of pages, so that call counts stay exact
+NAME = "2025-09-01_2025-09-08"
+WEEK_FILE = f"{NAME}.json"
+CSV_FILE = f"{NAME}.csv"
+
+
+def fill_week(gateway, count=300):
+    """Put count containers into the week of 2025-09-01; return their uuids."""
+    gateway.generate(count, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    return {record.uuid for record in gateway.records}
+
+
+def give_login(gateway, monkeypatch, password, typed=None, keep_token=False):
+    """Give the gateway an account, and the environment its credentials (or a typo of them)."""
+    gateway.credentials = {"alice": password}
+    if not keep_token:
+        monkeypatch.delenv("QUALYS_TOKEN")
+    monkeypatch.setenv("QUALYS_USERNAME", "alice")
+    monkeypatch.setenv("QUALYS_PASSWORD", typed or password)
+
+
+# --- What a run left behind ----------------------------------------------------------------------
 
 
 def files(folder):
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
-def ms(year, month, day):
-    return epoch_ms(dt.date(year, month, day))
+def stored(folder, name=WEEK_FILE):
+    """The containers of a stored weekly JSON."""
+    return json.loads((folder / "weekly_reports" / name).read_text())
+
+
+def stored_uuids(folder, name=WEEK_FILE):
+    return {container["uuid"] for container in stored(folder, name)}
+
+
+def read_csv_rows(folder, name=CSV_FILE):
+    text = (folder / "weekly_csv_reports" / name).read_bytes().decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def log_text(folder):
+    """Every run log in folder/logs, oldest first."""
+    return "".join((folder / "logs" / name).read_text() for name in files(folder / "logs"))
+
+
+def everything_printed(folder, captured):
+    """stdout, stderr, and every file the runs left (logs and reports)."""
+    texts = [captured.out, captured.err]
+    for path, _, names in os.walk(folder):
+        texts += [open(os.path.join(path, name), encoding="utf-8", errors="replace").read() for name in names]
+    return "\n".join(texts)
+
+
+# --- The script as a process -----------------------------------------------------------------------
+
+
+def script(*args, env=None, cwd=None, **kwargs):
+    """Run the script to its end; return the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ, **(env or {})), timeout=60, **kwargs)
+
+
+def run_script(gateway_url, folder, *args, token=DEMO_TOKEN, **popen):
+    """Start the script exporting into folder; return the Popen."""
+    env = dict(os.environ, QUALYS_TOKEN=token)
+    return subprocess.Popen([sys.executable, SCRIPT, gateway_url, *args, "--output_dir", str(folder)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)

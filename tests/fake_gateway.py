@@ -3,13 +3,16 @@
 
 It serves GET /csapi/v1.3/containers/list (keyset paging on `updated`, Link headers in
 every known shape, inclusive QQL ranges, X-RateLimit headers and 429s, quirky
-Qualys-shaped data generated deterministically, gzip when asked) and POST /auth. The
-README's "What the gateway does" section lists the behaviours it plays.
+Qualys-shaped data generated deterministically, gzip when asked) and POST /auth.
 
-    python3 tests/fake_gateway.py try-it DIR     # start it and run a real export into DIR
-    python3 tests/fake_gateway.py serve --port 8080 --containers 500
+Two kinds of switch. Styles pick among the plausible forms of what Qualys leaves
+undocumented (next_link_style, last_page_style, empty_style, wait_header,
+single_object_data, rate_limit, latency_seconds, gzip). Faults are its one way to
+misbehave: a list of Fault(kind, ...) in `faults`, each taken by the calls it matches
+(FAULT_KINDS lists them). Tests set both, then read `calls` to see what was asked.
 
-Tests use FakeGateway directly: set its switches, then read `calls` to see what was asked.
+    python3 tests/fake_gateway.py --port 8080 --containers 500    # serve until Ctrl-C
+    python3 tests/try_it.py DIR                                    # the README's try-it demo
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ import random
 import re
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -48,8 +50,13 @@ UNREADABLE_LINK_STYLES = ("unparseable", "bad-ipv6")
 LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor", "null-cursor", "unparseable")
 EMPTY_STYLES = ("empty-list", "null", "missing", "204")
 WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
-FAULT_KINDS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
+# Faults taken by one call each (times says how many): what that answer does instead.
+CALL_FAULTS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
                "trickle", "trickle-headers", "bomb", "limit-headers", "garbled", "after-pages")
+# Faults that change the gateway's behaviour while they last (times=-1 by default: for good).
+BEHAVIOUR_FAULTS = ("repeat-cursor", "fresh-cursors", "ignore-ranges", "touch", "close", "revoke",
+                    "dead-login", "echo-secrets")
+FAULT_KINDS = CALL_FAULTS + BEHAVIOUR_FAULTS
 
 
 def epoch_ms(day: dt.date) -> int:
@@ -239,17 +246,35 @@ CURSOR = re.compile(r"updated>=(?P<updated>\d+)(?: AND not uuid: \[(?P<uuids>[^\
 
 @dataclasses.dataclass
 class Fault:
-    """A misbehaviour served instead of (or around) a normal answer to matching list calls."""
+    """One misbehaviour of the fake: the only way it has to misbehave. Its kind says what.
+
+    Call faults (CALL_FAULTS) are served instead of (or around) the normal answer to the calls
+    they match, `times` of them. Behaviour faults (BEHAVIOUR_FAULTS) last while times is not 0:
+      repeat-cursor  a next page names the cursor it was asked with again
+      fresh-cursors  every page names a new cursor and serves the first page again
+      ignore-ranges  the created range of the filter is ignored (every slice gets every container)
+      touch          the containers whose uuids are given move on in `updated` once served
+      close          after `pages` pages the fake stops listening: connections are refused
+      revoke         after `pages` pages every token then valid is refused (`seconds` late)
+      dead-login     the next `times` login tokens are refused at once ("JWT expired"); -1: all
+      echo-secrets   error answers echo the token and password, in several encodings, after
+                     `size` characters of padding
+    """
 
     kind: str
     times: int = 1  # -1: forever
     status: int = 503
-    seconds: float = 0.0  # for "slow", the 429 wait, and the gap between trickled bytes
+    seconds: float = 0.0  # for "slow", the 429 wait, the gap between trickled bytes, the revoke delay
     week_start_ms: object = None  # only calls whose created range starts here
     with_cursor: object = None  # True: only next-page calls; False: only first pages
-    size: int = 0  # for "bomb": the inflated size of the gzip body
-    headers: dict = dataclasses.field(default_factory=dict)  # for "limit-headers": sent with a normal page
-    pages: int = 0  # for "after-pages": the call waits (at most 10 s) until this many pages went out whole
+    size: int = 0  # for "bomb": the inflated size of the gzip body; for "echo-secrets": the padding
+    headers: dict = dataclasses.field(default_factory=dict)  # "limit-headers" and "429": added to the answer
+    pages: int = 0  # "after-pages": waits (at most 10 s) until this many pages went out; "close", "revoke"
+    path: str = LIST_PATH  # the endpoint whose calls it matches: the list, or AUTH_PATH for the login
+    uuids: frozenset = frozenset()  # for "touch"
+
+    def __post_init__(self):
+        assert self.kind in FAULT_KINDS, self.kind
 
 
 @functools.lru_cache(maxsize=4)
@@ -291,33 +316,22 @@ class FakeGateway:
         self.forbidden_tokens = set()
         self.credentials = {}
         self.issued = 0
-        # switches
+        # styles: the plausible forms of what Qualys leaves undocumented
         self.next_link_style = "sample"
         self.last_page_style = "absent"
         self.empty_style = "empty-list"
         self.single_object_data = False
-        self.repeat_cursor = False
-        self.fresh_cursors = False  # every page names a new cursor but serves the same containers again
         self.rate_limit = (1200, 10.0)  # (calls, window seconds); None sends no headers
         self.enforce_rate_limit = True
         self.wait_header = "towait"
         self.latency_seconds = 0.0
         self.gzip = False  # compress pages when the client accepts gzip
-        self.faults = []
-        self.auth_faults = []  # Faults ("status", "reset") for POST /auth
-        self.touch_uuids = set()  # served once, then `updated` moves on so paging serves them again
-        self.revoke_after_calls = None  # after this many pages, every token then valid is refused (0.2 s late,
-        # so that every page served before has reached the client by then)
-        self.revoked_tokens = set()
-        self.revoke_delay_seconds = 0.2
-        self.pages_sent = 0  # pages whose answer went out whole
-        self.dead_logins = 0  # this many login tokens are refused at once ("JWT expired"); -1: all
-        self.echo_secrets = False  # error answers echo the token and password back, in several encodings
-        self.echo_padding = 0  # characters of text before the echo (a secret that straddles a cut)
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
-        self.close_after_pages = None  # after this many pages the fake stops listening: connections are refused
+        # misbehaviour: a list of Fault
+        self.faults = []
+        self.revoked_tokens = set()
+        self.pages_sent = 0  # pages whose answer went out whole
         self.closing = False
-        self.ignore_ranges = False  # a gateway that ignores the created range: every slice gets every container
         # what happened
         self.calls = []
         self.served = []  # uuids, in the order pages carried them
@@ -391,8 +405,9 @@ class FakeGateway:
         with self.lock:
             self.issued += 1
             token = f"fake-jwt-{self.issued:04d}-{self.seed}"
-            if self.dead_logins:
-                self.dead_logins -= 1 if self.dead_logins > 0 else 0
+            dead = self.behaving("dead-login")
+            if dead:
+                dead.times -= 1 if dead.times > 0 else 0
                 self.expired_tokens.add(token)
             else:
                 self.valid_tokens.add(token)
@@ -411,6 +426,19 @@ class FakeGateway:
 
     def list_calls(self) -> list:
         return [call for call in self.calls if call["path"] == LIST_PATH]
+
+    def spend_quota(self) -> None:
+        """Another client of the subscription uses up the current rate-limit window, now."""
+        with self.lock:
+            self._call_times = [time.monotonic()] * self.rate_limit[0]
+
+    def behaving(self, kind: str):
+        """The behaviour fault of this kind that is in force, or None."""
+        with self.lock:
+            return next((fault for fault in self.faults if fault.kind == kind and fault.times != 0), None)
+
+    def call_faults(self, path: str) -> list:
+        return [fault for fault in self.faults if fault.kind in CALL_FAULTS and fault.path == path]
 
     # -- serving --------------------------------------------------------------------
 
@@ -436,13 +464,14 @@ class FakeGateway:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def echo(self, *secrets) -> str:
-        """A message that repeats the given secrets in every encoding (with echo_secrets on)."""
-        if not self.echo_secrets:
+        """A message that repeats the given secrets in every encoding (with an "echo-secrets" fault)."""
+        fault = self.behaving("echo-secrets")
+        if not fault:
             return ""
         text = " ".join(form for secret in secrets if secret for form in secret_echoes(secret))
         with self.lock:
             self.echoed.append(text)
-        return " " + "x" * self.echo_padding + " (you sent: " + text + ")"
+        return " " + "x" * fault.size + " (you sent: " + text + ")"
 
     def handle_auth(self, handler, body: bytes) -> None:
         form = {key: values[0] for key, values in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
@@ -452,7 +481,7 @@ class FakeGateway:
             self.logins += 1
             ok = (form.get("token") == "true" and form.get("username") in self.credentials
                   and self.credentials[form["username"]] == form.get("password"))
-        fault = self.take(self.auth_faults)
+        fault = self.take(self.call_faults(AUTH_PATH))
         if fault and self.serve_fault(handler, fault, None):
             return
         if not ok:
@@ -469,7 +498,8 @@ class FakeGateway:
                            "at": time.monotonic()})
         query = params.get("filter", [""])[0]
         cursor = params.get("paginationQuery", [None])[0]
-        served_query = re.sub(r"^created:\[[^\]]*\]( and )?", "", query) if self.ignore_ranges else query
+        ignore = self.behaving("ignore-ranges")
+        served_query = re.sub(r"^created:\[[^\]]*\]( and )?", "", query) if ignore else query
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
         self.hold_back(query, cursor)
@@ -477,7 +507,8 @@ class FakeGateway:
         if refusal:
             send_json(handler, *refusal)
             return
-        fault = self.take([fault for fault in self.faults if fault.kind != "after-pages"], query, cursor)
+        fault = self.take([fault for fault in self.call_faults(LIST_PATH) if fault.kind != "after-pages"], query,
+                          cursor)
         if fault and self.serve_fault(handler, fault, token):
             return
         limit_headers = self.count_call()
@@ -499,7 +530,8 @@ class FakeGateway:
 
     def hold_back(self, query: str, cursor) -> None:
         """An "after-pages" fault: this call waits (at most 10 s) until that many pages went out whole."""
-        fault = self.take([fault for fault in self.faults if fault.kind == "after-pages"], query, cursor)
+        fault = self.take([fault for fault in self.call_faults(LIST_PATH) if fault.kind == "after-pages"], query,
+                          cursor)
         if fault:
             deadline = time.monotonic() + 10
             while self.pages_sent < fault.pages and time.monotonic() < deadline:
@@ -508,20 +540,21 @@ class FakeGateway:
 
     def refusal(self, token):
         """The 401/403 answer for a token, or None when it is good."""
+        revoke = self.behaving("revoke")
         with self.lock:
-            if self.revoke_after_calls is not None and self._pages_served >= self.revoke_after_calls:
+            if revoke and self._pages_served >= revoke.pages:
                 self.revoked_tokens |= self.valid_tokens
                 self.expired_tokens |= self.valid_tokens
                 self.valid_tokens = set()
-                self.revoke_after_calls = None
+                revoke.times = 0
             revoked = token in self.revoked_tokens
             valid, expired, forbidden = (token in self.valid_tokens, token in self.expired_tokens,
                                          token in self.forbidden_tokens)
         if valid:
             return None
         echo = self.echo(token)
-        if revoked:
-            time.sleep(self.revoke_delay_seconds)
+        if revoked:  # late, so that every page served before has reached the client by then
+            time.sleep(next((fault.seconds for fault in self.faults if fault.kind == "revoke"), 0.0))
         if expired:
             return 401, {"status": 401, "error": "Unauthorized", "message": "JWT expired" + echo}
         if forbidden:
@@ -559,7 +592,8 @@ class FakeGateway:
             send(handler, 200, b'{"data": [{"uuid": "x",', {"Content-Type": "application/json"})
         elif fault.kind == "429":
             self.rate_limited += 1
-            send_json(handler, 429, {"message": "Too many requests"}, self.wait_headers(fault.seconds))
+            send_json(handler, 429, {"message": "Too many requests"}, dict(self.wait_headers(fault.seconds),
+                                                                           **fault.headers))
         elif fault.kind in ("expire", "401"):
             if fault.kind == "expire":
                 self.expire(token)
@@ -643,13 +677,15 @@ class FakeGateway:
             texts = [self.container_text(record) for record in page]
             self.served.extend(record.uuid for record in page)
             self._pages_served += 1
-            if self.close_after_pages is not None and self._pages_served >= self.close_after_pages:
-                self.close_after_pages = None
+            close = self.behaving("close")
+            if close and self._pages_served >= close.pages:
+                close.times = 0
                 self.closing = True
                 self._server.socket.close()  # this answer still goes out; later connections are refused
+            touch = self.behaving("touch")
             for record in page:
-                if record.uuid in self.touch_uuids:
-                    self.touch_uuids.discard(record.uuid)
+                if touch and record.uuid in touch.uuids:
+                    touch.uuids = touch.uuids - {record.uuid}
                     record.updated_ms = max(other.updated_ms for other in self.records) + 1000
                     self._version += 1
         if len(page) < limit:
@@ -659,13 +695,13 @@ class FakeGateway:
         if last == after:
             ties |= excluded
         next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
-        if self.fresh_cursors:  # a new cursor every time, which starts from the beginning again
+        if self.behaving("fresh-cursors"):  # a new cursor every time, which starts from the beginning again
             next_query = f"updated>=0 AND not uuid: [fresh-{self._pages_served}]"
         return texts, next_query
 
     def send_page(self, handler, texts, next_query, params, limit, limit_headers, fault) -> None:
         headers = dict(limit_headers)
-        if next_query is not None and self.repeat_cursor and params.get("paginationQuery"):
+        if next_query is not None and self.behaving("repeat-cursor") and params.get("paginationQuery"):
             next_query = params["paginationQuery"][0]
         link = self.next_link(next_query, params, limit) if next_query else self.last_link(limit)
         if link is not None:
@@ -813,10 +849,11 @@ class Handler(BaseHTTPRequestHandler):
         send_json(self, 405, {"message": "method not allowed"})
 
 
-# --- Command line: serve, and the try-it demo ---------------------------------------------
+# --- Command line: serve --------------------------------------------------------------------
 
 
 def demo_gateway(args) -> FakeGateway:
+    """A fake gateway with generated weeks, as the command line (or try_it.py) asks for."""
     gateway = FakeGateway(seed=args.seed, vulns_per_container=args.vulns, software_per_vuln=args.software)
     first_day = dt.date.fromisoformat(args.first_day)
     gateway.generate(args.containers, first_day, first_day + dt.timedelta(days=7 * args.weeks))
@@ -827,51 +864,7 @@ def demo_gateway(args) -> FakeGateway:
     return gateway
 
 
-def shown(path: str) -> str:
-    """A path as a person would type it from here: relative when it is under the current folder."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
-def try_it(args) -> int:
-    """Start the fake gateway, run a real export of its weeks into args.folder, and say what to do next."""
-    gateway = demo_gateway(args).start()
-    first_day = dt.date.fromisoformat(args.first_day)
-    end_day = first_day + dt.timedelta(days=7 * args.weeks)
-    command = [sys.executable, SCRIPT, gateway.url, "--start_date", first_day.isoformat(),
-               "--end_date", end_day.isoformat(), "--output_dir", args.folder] + (["--xlsx"] if args.xlsx else [])
-    print(f"A fake gateway on {gateway.url} serves {args.containers} made-up containers; exporting them:", flush=True)
-    env = dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN)
-    code = subprocess.call(command, env=env)
-    gateway.stop()
-    python, script, folder = shown(sys.executable), shown(SCRIPT), shown(args.folder)
-    stored = os.path.join(args.folder, "weekly_reports")
-    if not os.path.isdir(stored):
-        print(f"\nThe export stopped (exit {code}) before it wrote a week; its message is above.")
-        return code or 1
-    reports = sorted(os.listdir(stored))
-    opened = [os.path.join(folder, "weekly_reports", reports[0])] if reports else []
-    stem = reports[0][:-len(".json")] if reports else ""
-    for subfolder, extension in (("weekly_csv_reports", ".csv"), ("weekly_xlsx_reports", ".xlsx")):
-        candidate = os.path.join(args.folder, subfolder, stem + extension)
-        if stem and os.path.exists(candidate):
-            opened.append(os.path.join(folder, subfolder, stem + extension))
-    print(f"\nDone (exit {code}): {len(reports)} weekly JSON files in {folder}/. Open, for example:")
-    print("\n".join(f"  {path}" for path in opened))
-    print("Next, try:")
-    print(f"  {python} {shown(__file__)} try-it {folder}    # again: every week is already done, so nothing is fetched")
-    print(f"  {python} {script} --rebuild_csv --output_dir {folder} --csv_columns \"containerId,name,vuln_qid\"")
-    print(f"  {python} {script} https://gateway.qg2.apps.qualys.com --dry_run    # the weeks and QQL, no call")
-    print("  export QUALYS_TOKEN=...   # a token from the Qualys UI; then, with your platform's gateway:")
-    print(f"  {python} {script} https://gateway.qg2.apps.qualys.com --output_dir reports")
-    return code
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("serve", "try-it"))
-    parser.add_argument("folder", nargs="?", default="try-it-output", help="output folder for try-it")
-    parser.add_argument("--port", type=int, default=0)
+def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--containers", type=int, default=400)
     parser.add_argument("--first_day", default="2025-09-01")
     parser.add_argument("--weeks", type=int, default=8)
@@ -880,10 +873,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each list answer")
     parser.add_argument("--rate_limit", default="", help="CALLS/SECONDS, e.g. 120/60")
-    parser.add_argument("--xlsx", action="store_true", help="try-it: write the workbooks too (needs XlsxWriter)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=("serve",), default="serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0)
+    add_data_options(parser)
     args = parser.parse_args(argv)
-    if args.command == "try-it":
-        return try_it(args)
     gateway = demo_gateway(args)
     server = QuietServer(("127.0.0.1", args.port), Handler)
     server.gateway = gateway

@@ -1,29 +1,61 @@
-"""Paging: the Link cursor in every shape, every last-page form, and boundary containers."""
+"""Paging: the Link cursor in every shape, every last-page form, odd records that never poison a
+week, and large weeks fetched as time slices side by side."""
 import datetime as dt
+import filecmp
 import json
+import re
 
 import pytest
 
-from conftest import files, ms, week_range
-from fake_gateway import LAST_PAGE_STYLES, NEXT_LINK_STYLES
+import weeklycontainerreport as wcr
+from conftest import (WEEK, WEEK_FILE, WEEK_UNSLICED, files, fill_week, log_text, ms, read_csv_rows, stored,
+                      week_range)
+from fake_gateway import LAST_PAGE_STYLES, NEXT_LINK_STYLES, Fault
 
-WEEK = week_range("2025-09-01", "2025-09-08") + ["--slices", "1"]  # one chain of pages: the paging itself
-
-
-def stored(workdir, name="2025-09-01_2025-09-08.json"):
-    return json.loads((workdir / "weekly_reports" / name).read_text())
+START, END = ms(2025, 9, 1), ms(2025, 9, 8)
 
 
-def fill_week(gateway, count):
-    gateway.generate(count, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    return {record.uuid for record in gateway.records}
+def reject(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_load(path):
+    """Read a weekly JSON as any strict parser would: NaN and Infinity are not JSON (integers of any
+    length are, though Python 3.11+ converts only 4,300 digits by default)."""
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=reject,
+                      parse_int=lambda digits: int(digits) if len(digits) < 4000 else digits)
+
+
+def add_plain(gateway, count=5):
+    for number in range(count):
+        gateway.add_container(ms(2025, 9, 2) + number, uuid=f"plain-{number}", name=f"plain-{number}")
+
+
+def ranges(calls):
+    """The created ranges the calls asked for, in order of first appearance."""
+    seen = []
+    for call in calls:
+        low, high = map(int, re.match(r"created:\[(\d+) \.\.\. (\d+)\]", call["params"]["filter"][0]).groups())
+        if (low, high) not in seen:
+            seen.append((low, high))
+    return seen
+
+
+def fill_four_weeks(gateway):
+    gateway.generate(1400, dt.date(2025, 9, 1), dt.date(2025, 9, 29))
+
+
+FOUR_WEEKS = week_range("2025-09-01", "2025-09-29") + ["--slices", "1"]  # weeks side by side, each one chain
+
+
+# --- The cursor and the last page ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("style", NEXT_LINK_STYLES)
 def test_every_next_link_shape_is_followed_through_the_configured_gateway(style, run, gateway, workdir):
     gateway.next_link_style = style
     uuids = fill_week(gateway, 600)  # three pages
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert {container["uuid"] for container in stored(workdir)} == uuids
     calls = gateway.list_calls()
     assert len(calls) == 3
@@ -38,7 +70,7 @@ def test_every_next_link_shape_is_followed_through_the_configured_gateway(style,
 def test_every_last_page_form_ends_the_week(style, run, gateway, workdir):
     gateway.last_page_style = style
     uuids = fill_week(gateway, 300)
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert {container["uuid"] for container in stored(workdir)} == uuids
     assert len(gateway.list_calls()) == 2
 
@@ -47,7 +79,7 @@ def test_every_last_page_form_ends_the_week(style, run, gateway, workdir):
 def test_a_full_last_page_followed_by_an_empty_one_ends_the_week(empty_style, run, gateway, workdir):
     gateway.empty_style = empty_style
     uuids = fill_week(gateway, 500)  # exactly two full pages, then a Link to nothing
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert {container["uuid"] for container in stored(workdir)} == uuids
     assert len(gateway.list_calls()) == 3
 
@@ -55,15 +87,15 @@ def test_a_full_last_page_followed_by_an_empty_one_ends_the_week(empty_style, ru
 @pytest.mark.parametrize("empty_style", ["empty-list", "null", "missing", "204"])
 def test_an_empty_week_is_written_as_an_empty_array_without_a_csv(empty_style, run, gateway, workdir):
     gateway.empty_style = empty_style
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert (workdir / "weekly_reports" / "2025-09-01_2025-09-08.json").read_text() == "[]\n"
     assert files(workdir / "weekly_csv_reports") == []
 
 
 def test_a_repeated_cursor_stops_the_paging_loop(run, gateway, workdir):
-    gateway.repeat_cursor = True
+    gateway.faults = [Fault("repeat-cursor", times=-1)]
     fill_week(gateway, 800)
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert len(gateway.list_calls()) == 2  # page 2 names its own cursor again: the guard stops there
     assert len(stored(workdir)) == 500
 
@@ -71,48 +103,230 @@ def test_a_repeated_cursor_stops_the_paging_loop(run, gateway, workdir):
 def test_a_single_object_in_place_of_the_data_list_is_one_container(run, gateway, workdir):
     gateway.single_object_data = True
     gateway.add_container(ms(2025, 9, 2), name="lonely")
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     assert [container["name"] for container in stored(workdir)] == ["lonely"]
-
-
-def test_boundary_containers_land_in_exactly_one_week(run, gateway, workdir):
-    gateway.add_container(ms(2025, 9, 8), name="at-start-of-week-2")
-    gateway.add_container(ms(2025, 9, 8) - 1, name="last-ms-of-week-1")
-    gateway.add_container(ms(2025, 9, 1), name="at-start-of-week-1")
-    gateway.add_container(ms(2025, 9, 15), name="at-the-exclusive-end")
-    assert run(*week_range("2025-09-01", "2025-09-15")) == 0
-    first = [container["name"] for container in stored(workdir)]
-    second = [container["name"] for container in stored(workdir, "2025-09-08_2025-09-15.json")]
-    assert sorted(first) == ["at-start-of-week-1", "last-ms-of-week-1"]
-    assert second == ["at-start-of-week-2"]
 
 
 def test_a_container_served_twice_by_the_keyset_cursor_is_kept_once(run, gateway, workdir):
     fill_week(gateway, 400)
     moved = sorted(gateway.records, key=lambda record: (record.updated_ms, record.uuid))[3].uuid
-    gateway.touch_uuids = {moved}
-    assert run(*WEEK) == 0
+    gateway.faults = [Fault("touch", times=-1, uuids=frozenset({moved}))]
+    assert run(*WEEK_UNSLICED) == 0
     assert gateway.served.count(moved) == 2  # the gateway really did serve it twice
     uuids = [container["uuid"] for container in stored(workdir)]
     assert len(uuids) == 400 and uuids.count(moved) == 1
 
 
-def test_the_user_filter_is_parenthesized_so_an_or_cannot_escape_the_week(run, gateway, workdir):
-    gateway.generate(200, dt.date(2025, 8, 1), dt.date(2025, 10, 1))
-    week_start, week_end = ms(2025, 9, 1), ms(2025, 9, 8)
-    expected = {record.uuid for record in gateway.records if week_start <= record.created_ms < week_end
-                and record.core["state"] in ("RUNNING", "STOPPED")}
-    assert run(*week_range("2025-09-01", "2025-09-08"), "--optional_filter", "state:RUNNING or state:STOPPED") == 0
-    [name] = files(workdir / "weekly_reports")
-    assert {container["uuid"] for container in stored(workdir, name)} == expected
-    assert gateway.list_calls()[0]["params"]["filter"][0].endswith(" and (state:RUNNING or state:STOPPED)")
-
-
 def test_each_container_is_stored_exactly_as_the_api_sent_it(run, gateway, workdir):
     fill_week(gateway, 30)
-    assert run(*WEEK) == 0
+    assert run(*WEEK_UNSLICED) == 0
     sent = {record.uuid: gateway.container_json(record) for record in gateway.records}
     for container in stored(workdir):
         assert container == sent[container["uuid"]]
     assert any(container["command"] == "null" for container in stored(workdir))
     assert any(container["host"] is None for container in stored(workdir))
+
+
+def test_endless_fresh_cursors_without_new_containers_fail_the_week(run, gateway, workdir):
+    fill_week(gateway, 300)
+    gateway.faults = [Fault("fresh-cursors", times=-1)]  # every page names a new cursor, serves the same
+    assert run(*WEEK_UNSLICED) == 1
+    assert len(gateway.list_calls()) == 1 + wcr.PAGES_WITHOUT_PROGRESS  # one page of news, then 3 of nothing
+    assert files(workdir / "weekly_reports") == []
+    assert "served 3 pages in a row without a container not already seen" in log_text(workdir)
+
+
+def test_a_next_link_that_cannot_be_read_fails_the_week_in_one_line(run, gateway, workdir, capsys):
+    gateway.generate(600, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.next_link_style = "bad-ipv6"
+    assert run(*WEEK_UNSLICED) == 1
+    err = capsys.readouterr().err
+    assert "FAILED: the gateway's Link header names a next page that cannot be read" in err
+    assert len(gateway.list_calls()) == 1 and "Traceback" not in err
+    assert files(workdir / "weekly_reports") == []
+
+
+# --- Odd records never fail a week -----------------------------------------------------------
+
+
+def test_uuids_that_are_not_strings_never_crash_and_never_merge_different_containers(run, gateway, workdir):
+    add_plain(gateway)
+    odd = ['[1, 2]', '{"a": 1}', "1", "1.0", "true", '"1"', "null", '[[1, 2]]']
+    for number, uuid_text in enumerate(odd):
+        gateway.add_raw(ms(2025, 9, 3) + number, f'{{"uuid": {uuid_text}, "name": "odd-{number}"}}')
+    gateway.add_raw(ms(2025, 9, 4), '{"uuid": [1, 2], "name": "same list uuid again"}')
+    assert run(*WEEK_UNSLICED) == 0
+    stored = strict_load(workdir / "weekly_reports" / WEEK_FILE)
+    names = sorted(container["name"] for container in stored)
+    assert names == sorted([f"odd-{number}" for number in range(len(odd))] + [f"plain-{n}" for n in range(5)])
+
+
+def test_numbers_python_cannot_hold_stay_as_sent_and_the_json_stays_strict(run, gateway, workdir):
+    add_plain(gateway)
+    huge = "9" * 5000
+    gateway.add_raw(ms(2025, 9, 3), '{"uuid": "big", "riskScore": 1e400, "maxQdsScore": -1E+400, '
+                                    f'"vulnerabilities": [{{"qid": {huge}}}]}}')
+    assert run(*WEEK_UNSLICED) == 0
+    path = workdir / "weekly_reports" / WEEK_FILE
+    assert b'"riskScore": 1e400, "maxQdsScore": -1E+400' in path.read_bytes()
+    assert len(strict_load(path)) == 6
+    rows = {row["uuid"]: row for row in read_csv_rows(workdir)}
+    assert rows["big"]["riskScore"] == "1e400" and rows["big"]["maxQdsScore"] == "-1E+400"
+    assert rows["big"]["vuln_qid"] == huge
+
+
+def test_each_container_is_stored_as_the_gateways_own_bytes(run, gateway, workdir):
+    gateway.add_raw(ms(2025, 9, 3), '{ "uuid" : "spaced",\n  "name":"caf\\u00e9" ,"n": 1.50 }')
+    gateway.add_raw(ms(2025, 9, 4), '{"uuid":"raw-utf8","name":"café ☕"}')
+    assert run(*WEEK_UNSLICED) == 0
+    lines = (workdir / "weekly_reports" / WEEK_FILE).read_bytes().split(b"\n")
+    assert lines == [b"[", b'{ "uuid" : "spaced",  "name":"caf\\u00e9" ,"n": 1.50 },',
+                     '{"uuid":"raw-utf8","name":"café ☕"}'.encode(), b"]", b""]
+
+
+def test_a_page_nested_too_deeply_to_decode_fails_the_week_in_one_line(run, gateway, workdir, capsys):
+    add_plain(gateway)
+    gateway.add_raw(ms(2025, 9, 3), '{"uuid": "abyss", "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert run(*WEEK_UNSLICED) == 1
+    err = capsys.readouterr().err
+    assert "FAILED: a container is nested too deeply to be decoded" in err and "Traceback" not in err
+    assert len(gateway.list_calls()) == 1  # not retried: the same page can never be read
+
+
+def test_nan_is_not_json_so_such_a_page_is_retried_and_then_fails(run, gateway, workdir, capsys):
+    add_plain(gateway)
+    gateway.add_raw(ms(2025, 9, 3), '{"uuid": "nan", "riskScore": NaN}')
+    assert run(*WEEK_UNSLICED) == 1
+    err = capsys.readouterr().err
+    assert "NaN is not JSON" in err and "gave up after 6 attempts" in err
+    assert files(workdir / "weekly_reports") == []
+
+
+# --- Weeks side by side, and large weeks as time slices --------------------------------------
+
+
+def test_pages_of_different_weeks_interleave_and_each_week_stays_whole(run, gateway, workdir):
+    fill_four_weeks(gateway)
+    gateway.latency_seconds = 0.03
+    assert run(*FOUR_WEEKS, "--workers", "4") == 0
+    starts = [call["params"]["filter"][0] for call in gateway.list_calls()]
+    switches = sum(1 for before, after in zip(starts, starts[1:]) if before != after)
+    assert switches > len(set(starts))  # not one week after another
+    assert len(files(workdir / "weekly_reports")) == 4
+
+
+def test_a_failing_week_does_not_block_or_corrupt_the_others(run, gateway, workdir):
+    fill_four_weeks(gateway)
+    gateway.latency_seconds = 0.02
+    gateway.faults = [Fault("status", status=503, times=-1, week_start_ms=ms(2025, 9, 15), with_cursor=True)]
+    assert run(*FOUR_WEEKS, "--workers", "4") == 1
+    names = files(workdir / "weekly_reports")
+    assert len(names) == 3 and "2025-09-15_2025-09-22.json" not in names
+    assert run(*FOUR_WEEKS, "--workers", "4", "--output_dir", "reference") == 1
+    gateway.faults = []
+    assert run(*FOUR_WEEKS, "--workers", "4") == 0
+    _, mismatch, errors = filecmp.cmpfiles(workdir / "weekly_reports", workdir / "reference" / "weekly_reports",
+                                           names, shallow=False)
+    assert mismatch == [] and errors == []
+
+
+def test_a_large_week_is_fetched_as_slices_that_cover_it_exactly_once(run, gateway, workdir):
+    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    assert run(*WEEK) == 0
+    asked = ranges(gateway.list_calls())
+    assert asked[0] == (START, END - 1)  # the first page of the whole week said there was more
+    slices = sorted(asked[1:])
+    assert len(slices) == 8
+    assert slices[0][0] == START and slices[-1][1] == END - 1
+    assert all(later[0] == earlier[1] + 1 for earlier, later in zip(slices, slices[1:]))  # no gap, no overlap
+    uuids = [container["uuid"] for container in stored(workdir)]
+    assert sorted(uuids) == sorted(record.uuid for record in gateway.records)
+    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
+    assert "fetching it as 8 time slices side by side" in log and "in 8 slices" in log
+
+
+def test_containers_on_the_slice_edges_land_in_exactly_one_slice(run, gateway, workdir):
+    gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    edges = [low for low, _ in wcr.slice_bounds(START, END, 8)] + [END]
+    for edge in edges:
+        gateway.add_container(edge, name=f"at-{edge}")
+        gateway.add_container(edge - 1, name=f"before-{edge}")
+    assert run(*WEEK) == 0
+    names = [container["name"] for container in stored(workdir)]
+    inside = [f"at-{edge}" for edge in edges[:-1]] + [f"before-{edge}" for edge in edges[1:]]
+    assert sorted(name for name in names if name.startswith(("at-", "before-"))) == sorted(inside)
+    assert len(names) == len(set(names)) == 300 + len(inside)
+
+
+def test_a_split_week_gives_the_same_bytes_with_one_worker_and_with_eight(run, gateway, workdir):
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.latency_seconds = 0.005
+    assert run(*WEEK, "--workers", "1", "--output_dir", "one") == 0
+    assert run(*WEEK, "--workers", "8", "--output_dir", "eight") == 0
+    assert run(*WEEK, "--workers", "8", "--slices", "1", "--output_dir", "chain") == 0
+    for folder in ("weekly_reports", "weekly_csv_reports"):
+        names = files(workdir / "one" / folder)
+        _, mismatch, errors = filecmp.cmpfiles(workdir / "one" / folder, workdir / "eight" / folder, names,
+                                               shallow=False)
+        assert names and mismatch == [] and errors == []
+    sliced, chained = stored(workdir / "one"), stored(workdir / "chain")
+    assert sorted(c["uuid"] for c in sliced) == sorted(c["uuid"] for c in chained)  # the same containers
+    created = [int(container["created"]) for container in sliced]
+    bounds = wcr.slice_bounds(START, END, 8)
+    slice_of = [next(index for index, (low, high) in enumerate(bounds) if low <= stamp < high) for stamp in created]
+    assert slice_of == sorted(slice_of)  # slices in time order, each in the gateway's order
+
+
+def test_a_failed_slice_fails_its_whole_week_writes_nothing_and_stops_its_other_slices(run, gateway, workdir):
+    gateway.generate(4000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 4 pages a slice
+    gateway.generate(50, dt.date(2025, 9, 8), dt.date(2025, 9, 15))
+    gateway.latency_seconds = 0.01
+    third_slice = wcr.slice_bounds(START, END, 4)[2][0]
+    gateway.faults = [Fault("status", status=404, week_start_ms=third_slice, times=-1)]
+    assert run(*week_range("2025-09-01", "2025-09-15")) == 1
+    first_week = [call for call in gateway.list_calls() if int(call["params"]["filter"][0][9:22]) < ms(2025, 9, 8)]
+    assert len(first_week) < 1 + 4 * 4 // 2  # the other slices stopped soon after, not 4 pages each
+    assert files(workdir / "weekly_reports") == ["2025-09-08_2025-09-15.json"]
+    assert files(workdir / "weekly_csv_reports") == ["2025-09-08_2025-09-15.csv"]
+    assert files(workdir / "temp_reports") == [".lock"]
+    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
+    assert "2025-09-01..2025-09-08 FAILED: HTTP 404" in log
+
+
+def test_one_page_weeks_cost_one_call_each_and_a_split_costs_few_extra(run, gateway, workdir):
+    gateway.generate(20 * 100, dt.date(2025, 1, 6), dt.date(2025, 5, 26))  # 20 weeks of 100 containers
+    assert run(*week_range("2025-01-06", "2025-05-26")) == 0
+    assert len(gateway.list_calls()) == 20
+    gateway.calls.clear()
+    assert run(*week_range("2025-01-06", "2025-01-20"), "--output_dir", "two") == 0  # 4 slices each if needed
+    assert len(gateway.list_calls()) == 2
+    gateway.generate(1000, dt.date(2025, 6, 2), dt.date(2025, 6, 9))
+    gateway.calls.clear()
+    assert run(*week_range("2025-06-02", "2025-06-09"), "--output_dir", "split") == 0
+    assert len(gateway.list_calls()) <= 1 + 8 + 4 + 1  # the first page, then 8 slices of about 1.5 pages
+
+
+def test_a_container_the_gateway_serves_in_two_slices_is_kept_once(run, gateway, workdir):
+    gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.faults = [Fault("ignore-ranges", times=-1)]  # every slice gets the whole week: a gateway bug
+    assert run(*WEEK) == 0
+    uuids = [container["uuid"] for container in stored(workdir)]
+    assert len(uuids) == len(set(uuids)) == 300
+    assert run(*WEEK, "--slices", "1", "--output_dir", "chain") == 0
+
+    def csv_lines(folder):
+        return sorted((folder / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes().splitlines())
+
+    assert csv_lines(workdir) == csv_lines(workdir / "chain")  # each container's rows once, no more
+    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
+    assert "A container came in two slices of one week; keeping its first copy" in log
+
+
+def test_a_page_that_breaks_after_its_containers_is_rolled_back_before_the_retry(run, gateway, workdir):
+    for number in range(3):  # no uuid: de-duplication could not hide a page written twice
+        gateway.add_raw(ms(2025, 9, 2) + number, f'{{"name": "no-uuid-{number}"}}')
+    gateway.faults = [Fault("garbled")]
+    assert run(*WEEK) == 0
+    assert [container["name"] for container in stored(workdir)] == ["no-uuid-0", "no-uuid-1", "no-uuid-2"]
+    csv_text = (workdir / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes().decode("utf-8-sig")
+    assert len(csv_text.splitlines()) == 1 + 3
