@@ -93,6 +93,17 @@ EXIT_WEEKS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_SIGNAL_BASE = 128  # stopped by signal N: 128 + N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)
+# What each exit code means, for --help and the README (a test keeps the README's table the same).
+EXIT_MEANINGS = (
+    (EXIT_OK, "every week done or skipped"),
+    (EXIT_WEEKS_FAILED, "one or more weeks failed (the others are kept; the next run retries them), the "
+                        "gateway cannot be reached, or another run is using the output folder"),
+    (EXIT_USAGE, "usage or input error"),
+    (EXIT_AUTH, "authentication failed (no token accepted, or the login was refused)"),
+    (EXIT_SIGNAL_BASE + 2, "interrupted (Ctrl-C, SIGINT)"),
+    (EXIT_SIGNAL_BASE + 15, "stopped by SIGTERM (timeout, systemd, a container runtime)"),
+    (EXIT_SIGNAL_BASE + 1, "stopped by SIGHUP"),
+)
 
 API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
@@ -2742,6 +2753,7 @@ gateway:
   there; --base_url_env is accepted for compatibility and changes nothing). The path
   /csapi/v1.3/containers/list is added unless the URL already ends with it. https is
   required; plain http is accepted only for a loopback host (a local test gateway).
+  HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE work as usual.
 
 weeks:
   With --start_date/--end_date: 7-day windows from the start date; the end date is
@@ -2762,9 +2774,9 @@ authentication, in this order:
   QUALYS_USERNAME and   a login with POST {gateway}/auth; repeated when a token
   QUALYS_PASSWORD       expires, so a long backfill or a cron job never dies of it
   The token goes out through requests' auth hook, so a ~/.netrc entry cannot replace
-  it; HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE work as usual. Tokens and passwords
-  (raw, URL-, JSON- or repr-encoded) are replaced by *** in everything printed or logged;
-  one shorter than 8 characters only where it stands alone, not inside a longer word.
+  it. Tokens and passwords (raw, URL-, JSON- or repr-encoded) are replaced by *** in
+  everything printed or logged; one shorter than 8 characters only where it stands
+  alone, not inside a longer word.
 
 files (under --output_dir, default the current folder):
   weekly_reports/<start>_<end>.json       the week's containers, each exactly as the
@@ -2786,33 +2798,80 @@ files (under --output_dir, default the current folder):
 
 csv columns (the default, in this order; any subset in any order with --csv_columns):
   {columns}
-  An unknown column is blank, with a warning in the log. The CSV is UTF-8 with a
-  byte-order mark, every cell quoted; times are ISO-8601 UTC (2025-09-01T08:15:00Z);
-  lists are joined with "; "; booleans are true/false; a text cell starting with
-  = + - @ TAB or CR gets a leading ' so a spreadsheet cannot run it as a formula.
-  Spreadsheets re-type CSV cells (ids lose leading zeros, 1.10 becomes 1.1): use --xlsx.
+  An unknown column is blank, with a warning in the log.
+
+csv format:
+  One row per container x vulnerability (QID); the container's cells repeat on each of
+  its rows, and a container without vulnerabilities gets one row with blank vuln_*
+  cells. Dotted names read nested objects (host.hostname), [0] picks a list item;
+  anything missing or null, and the literal "null" the API sends for some fields, is
+  a blank cell. created, updated, stateChanged, vuln_firstFound and vuln_lastFound are
+  ISO-8601 UTC (2025-09-01T08:15:00Z, with .123 when the milliseconds are not zero).
+  Lists are joined with "; ", a null entry keeping its place, so the n-th name,
+  version and fix version of the vuln_software_* columns line up. A {key, value}
+  pair is key=value; other objects are compact JSON with sorted keys. Booleans are
+  true/false; numbers are written as they came (1e400 too). A text cell starting with
+  = + - @ TAB or CR gets a leading ' so a spreadsheet cannot run it as a formula (a
+  plain number such as -1 is left alone). UTF-8 with a byte-order mark, every cell
+  quoted, rows ending in CRLF; a lone surrogate escape becomes U+FFFD. Spreadsheets
+  re-type CSV cells (ids lose leading zeros, 1.10 becomes 1.1): use --xlsx; scripts
+  read the CSV with encoding "utf-8-sig".
+
+workbooks (--xlsx, needs XlsxWriter):
+  The CSV's columns and rows, written row by row from the week's JSON. Text is a
+  string cell, never re-typed or evaluated (so no formula guard is needed); the time
+  columns are date-time cells in UTC; JSON numbers are numbers (an integer too long
+  for a spreadsheet stays text); booleans are booleans; blanks are empty cells. The
+  header is frozen, the autofilter on. Past 1,048,576 rows a sheet continues on
+  <week>_2, <week>_3...; a cell holds at most 32,767 characters (the CSV and JSON
+  keep longer values whole). --rebuild_csv --xlsx rebuilds the workbooks too.
+
+odd records (one never fails its week):
+  a uuid that is a list, an object, a number or true: kept; told apart by type and
+  value, so 1, 1.0, true and "1" are four containers. Values nested hundreds of levels
+  deep: kept; the cell is compact JSON. A lone surrogate: the JSON keeps the escape.
+  A number Python cannot hold (1e400, 5,000 digits): kept as sent. Bytes that are not
+  UTF-8: replaced by U+FFFD, with a warning. NaN or Infinity (not JSON): the page is
+  retried, then the week fails. A page nested too deeply to decode, or a Link header
+  that names a next page but cannot be read: the week fails at once, in one line. A
+  container the gateway serves twice while paging: its first copy is kept.
 
 errors:
-  5xx, network errors, timeouts and bodies that are not JSON are retried with
-  backoff (6 attempts); a 429 waits as the gateway says (at most 15 minutes a time);
-  other 4xx fail the week at once. A failed week is never written and is fetched
-  again by the next run. --read_timeout bounds a whole answer, first byte to last
-  (10 s more to connect); an answer past 256 MiB is abandoned. When the gateway has
-  never answered and cannot be reached (unknown name, refused connection, untrusted
-  certificate, no answer to connect), the run stops after the first request's
-  retries, exit 1. Files move into place whole, so a crash or kill -9 leaves no
-  half-written report. A second run on the same folder stops at once. Tighten file
-  modes with umask 077.
+  401/403              the next token source (see authentication); none left, a wrong
+                       password, or 3 fresh login tokens refused in a row: exit 3
+  429                  waits X-RateLimit-ToWait-Sec, else Retry-After (seconds or a
+                       date), else the X-RateLimit-Window-Sec window (60 s if none):
+                       at least 1 s, at most 15 minutes a time; every worker pauses;
+                       over an hour of 429s for one request fails its week
+  pacing               every answer's X-RateLimit-Limit/-Window-Sec/-Remaining space
+                       all workers' calls 5% under the limit; Remaining: 0 holds them
+                       for the window; absurd values never make a wait over 15 min
+  5xx, resets,         retried with exponential backoff and jitter: up to 6 attempts
+  timeouts, cut or     and 5 minutes of waiting per request, then the week fails
+  non-JSON bodies
+  other 4xx            the week fails at once, with the gateway's message
+  a stalled answer     --read_timeout bounds a whole answer, first byte to last (10 s
+                       more to connect); an answer past 256 MiB (inflated) is dropped
+  no progress          3 pages in a row without a new container fail the week
+  unreachable          when the gateway has never answered this run and cannot be
+                       reached (unknown name, refused connection, untrusted
+                       certificate, no answer to connect): one line, exit 1
+  a failed week        nothing is written for it; the others go on; exit 1; the next
+                       run fetches it again
+  a full disk          the week fails and its temp files are removed; a log file that
+                       cannot be written is said once, the screen goes on
+  a crash, kill -9     files move into place whole (CSV and workbook first, the JSON
+                       that marks the week done last), so no half file is ever left;
+                       the next run removes stale temp files and redoes the rest
+  a signal             SIGINT, SIGTERM and SIGHUP stop the run alike: finished weeks
+                       are kept, unfinished ones leave nothing; exit 128 + N
+  a second run         on the same folder stops at once (an OS lock); exit 1
+  No run outlives pages x 6 attempts x (10 s + --read_timeout) plus its bounded waits,
+  and none prints a traceback: an unexpected error is one line on the screen, its
+  traceback in the log file. Tighten file modes with umask 077.
 
 exit codes:
-  0    every week done or skipped
-  1    one or more weeks failed (the others are kept; the next run retries them),
-       the gateway cannot be reached, or another run is using the output folder
-  2    usage or input error
-  3    authentication failed (no token accepted, or the login was refused)
-  130  interrupted (Ctrl-C, SIGINT)
-  143  stopped by SIGTERM (timeout, systemd, a container runtime)
-  129  stopped by SIGHUP
+{exit_codes}
   On 130, 143 and 129 finished weeks are kept and unfinished ones leave nothing behind.
 """
 
@@ -2825,6 +2884,20 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+
+def exit_code_table() -> str:
+    """The exit codes and their meanings, laid out for --help."""
+    lines = []
+    for code, meaning in EXIT_MEANINGS:
+        words, line = meaning.split(), f"  {code:<4} "
+        for word in words:
+            if len(line) + len(word) > 86:
+                lines.append(line.rstrip())
+                line = " " * 7
+            line += word + " "
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def wrap_columns(columns, width: int = 78) -> str:
@@ -2844,7 +2917,8 @@ def build_parser() -> Parser:
     """The command line, documented as the manual."""
     parser = Parser(
         prog="weeklycontainerreport.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=HELP_DESCRIPTION, epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)),
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)).replace("{exit_codes}", exit_code_table()),
     )
     parser.add_argument("gateway", nargs="?", metavar="GATEWAY",
                         help="gateway URL, e.g. https://gateway.qg2.apps.qualys.com (default: $QUALYS_GATEWAY; "

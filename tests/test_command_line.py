@@ -43,7 +43,8 @@ def test_help_is_a_manual_with_examples_env_vars_files_columns_and_exit_codes(tm
     assert result.returncode == 0
     for needle in ("examples:", "QUALYS_TOKEN", "QUALYS_USERNAME", "QUALYS_PASSWORD", "EMBEDDED_TOKEN",
                    "weekly_reports/<start>_<end>.json", ".partial.json", "exit codes:", "130", "--output_dir",
-                   "--dry_run", "--rebuild_csv", "--workers", "--local_time", "https://gateway.qg2.apps.qualys.com"):
+                   "--dry_run", "--rebuild_csv", "--workers", "--local_time", "https://gateway.qg2.apps.qualys.com",
+                   "csv format:", "workbooks (--xlsx", "odd records", "errors:", "unreachable"):
         assert needle in result.stdout, needle
     for column in wcr.CSV_COLUMNS:
         assert column in result.stdout
@@ -328,3 +329,65 @@ def test_the_live_status_line_never_shows_zero_weeks():
     shown = stream.getvalue()
     assert "weeks 0/0" not in shown and "1 container  1 page  waiting 30s (rate limit)" in shown
     assert "weeks 0/2  250 containers  2 pages" in shown
+
+
+# --- The README and the script's own map ---------------------------------------------------
+
+
+def test_the_readmes_exit_codes_and_the_helps_say_the_same(tmp_path):
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    table = re.search(r"\| code \| meaning \|\n\|---\|---\|\n((?:\|.*\|\n)+)", readme).group(1)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    assert [(int(code), meaning) for code, meaning in rows] == list(wcr.EXIT_MEANINGS)
+    shown = " ".join(script("--help", cwd=tmp_path).stdout.split())
+    for code, meaning in wcr.EXIT_MEANINGS:
+        assert f"{code} {meaning}" in shown
+
+
+def test_the_readmes_commands_run_as_written(tmp_path):
+    commands = [line for line in readme_commands() if "weeklycontainerreport.py" in line]
+    assert len(commands) >= 3
+    for line in commands:  # each with --dry_run: the flags and their values are checked, no call is made
+        words = shlex.split(line)
+        start = next(index for index, word in enumerate(words) if word.endswith("weeklycontainerreport.py"))
+        result = subprocess.run([sys.executable, SCRIPT, *words[start + 1:], "--dry_run"], capture_output=True,
+                                text=True, cwd=tmp_path, timeout=60, env=dict(os.environ, QUALYS_GATEWAY=GATEWAY))
+        assert result.returncode == 0, (line, result.stderr)
+
+
+def banners():
+    """The script's banners: (line number, title)."""
+    lines = open(SCRIPT, encoding="utf-8").read().split("\n")
+    return [(number, match.group(1)) for number, line in enumerate(lines, 1)
+            if (match := re.match(r"# --- (.+?) -+$", line))]
+
+
+def test_the_script_reads_as_its_own_map():
+    import ast
+    text = open(SCRIPT, encoding="utf-8").read()
+    found = banners()
+    titles = [title for _, title in found]
+    head = text[:text.index("# --- ")]
+    assert all(title in " ".join(head.split()) for title in titles)  # the map after the imports names them all
+    ends = [number for number, _ in found[1:]] + [text.count("\n") + 1]
+    for (start, title), end in zip(found, ends):
+        assert end - start <= 320, f"{title} is {end - start} lines: two concepts?"
+
+    def section(line):
+        return sum(1 for number, _ in found if number < line) - 1
+
+    defined = {}
+    for node in ast.parse(text).body:
+        for target in getattr(node, "targets", []) + [node]:
+            name = getattr(target, "name", None) or getattr(target, "id", None)
+            if name:
+                defined[name] = section(node.lineno)
+    late = set()
+    for node in ast.parse(text).body:
+        here = section(node.lineno)
+        if here < 0 or titles[here] == "Command line":
+            continue
+        for used in ast.walk(node):
+            if isinstance(used, ast.Name) and isinstance(used.ctx, ast.Load) and defined.get(used.id, -1) > here:
+                late.add(f"{titles[here]} uses {used.id} from {titles[defined[used.id]]}")
+    assert not late  # each section uses only what stands above it
