@@ -71,7 +71,7 @@ log = logging.getLogger("weeklycontainerreport")
 #   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Pacing and tokens,
 #   Reading pages, Gateway client, Cells and rows, Staged files and the lock, Workbooks,
-#   A week's files, Workers, Run, The manual, Command line.
+#   A week's files, Done weeks, Workers, Run, The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
 # plan_jobs (Weeks) -> Exporter (Workers) -> GatewayClient.fetch_page (Gateway client: pacing,
 # token, deadline, retries) -> Fragment.add_page (A week's files: walk_page, RowFlattener) ->
@@ -109,6 +109,7 @@ API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
 PAGE_LIMIT = 250  # the API's maximum; its default is undocumented, so always send it
 OPEN_WEEK_GRACE = dt.timedelta(hours=24)  # a week ending later than this before the run is partial
+CLOCK_SKEW_WARNING = dt.timedelta(minutes=5)  # the gateway's Date and this machine's clock may differ this much
 HISTORY_WEEKS = 52  # complete weeks before the current one, when no dates are given
 FIRST_DATE, LAST_DATE = dt.date(1970, 1, 1), dt.date(9999, 12, 1)  # dates the weeks may use
 LOGIN_MAX_AGE_SECONDS = 3.5 * 3600  # a JWT lives 4 hours; log in again before that
@@ -140,6 +141,7 @@ TEMP_DIR = "temp_reports"
 LOGS_DIR = "logs"
 LOCK_NAME = ".lock"
 TEMP_NAME = re.compile(r"wcr-[0-9a-f]{12}-[\w.-]+\.tmp\Z")  # ours alone; temp_reports/ may be shared
+DAMAGED_SUFFIX = ".damaged"  # a final JSON that cannot be trusted is kept aside under its name + this
 # Files and folders follow the user's umask, but are never writable by everyone.
 FILE_MODE = 0o664
 FOLDER_MODE = 0o775
@@ -235,6 +237,15 @@ class PageTooLarge(TransientError):
     """An answer grew past MAX_PAGE_BYTES and was abandoned."""
 
 
+class NotAPage(TransientError):
+    """A JSON object without a data field: an error answer in disguise (a 200 saying "under
+    maintenance", or {}), never an empty page; gateway_text is what it said, unredacted."""
+
+    def __init__(self, gateway_text: str):
+        super().__init__("the answer is not a page of containers (it has no data field)")
+        self.gateway_text = gateway_text
+
+
 class RateLimited(ReportError):
     """The gateway answered 429; wait_seconds says how long to wait."""
 
@@ -272,12 +283,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Ending(enum.Enum):
-    """How a week ended: written whole, failed (nothing written, retried next run), or left
-    unfinished because the run stopped (no token left, a signal)."""
+    """How a week ended: written whole, failed (nothing written, retried next run), left
+    unfinished because the run stopped (no token left, a signal), or not fetched because it
+    has not begun by the gateway's clock."""
 
     DONE = "done"
     FAILED = "failed"
     UNFINISHED = "unfinished"
+    NOT_STARTED = "not started"
 
 
 # --- Settings and bounds -------------------------------------------------------------
@@ -406,9 +419,12 @@ def plan_weeks(start_date, end_date, now: dt.datetime, local_time: bool) -> list
     return weeks
 
 
-def is_open(week: Week, run_started: dt.datetime) -> bool:
-    """Tell whether a week may still gain containers: it ended less than 24 hours ago."""
-    return run_started - week.end < OPEN_WEEK_GRACE
+def is_open(week: Week, run_started: dt.datetime, gateway_now=None) -> bool:
+    """Tell whether a week may still gain containers: it ended less than 24 hours before this
+    machine's clock, or before the gateway's (when known): a clock that runs ahead never
+    freezes a week that has not happened."""
+    now = run_started if gateway_now is None else min(run_started, gateway_now)
+    return now - week.end < OPEN_WEEK_GRACE
 
 
 def range_query(start_ms: int, end_ms: int, optional_filter: str) -> str:
@@ -560,22 +576,29 @@ class WeekJob:
     partial: bool
     files: WeekFiles
     stale: tuple  # files of the same week this export replaces (its old partial files)
+    open_files: WeekFiles  # its files as an open week, should it turn out not to have settled
+
+
+def plan_job(week: Week, settings, run_started: dt.datetime, layout: Layout) -> WeekJob:
+    """The job that exports one week: open (.partial) if it ended less than 24 hours ago."""
+    fingerprint = filter_fingerprint(settings.optional_filter)
+    partial = is_open(week, run_started)
+    open_files = WeekFiles.of(layout, week, fingerprint, partial=True)
+    files = open_files if partial else WeekFiles.of(layout, week, fingerprint, partial=False)
+    return WeekJob(week=week, query=week_query(week, settings.optional_filter), partial=partial, files=files,
+                   stale=() if partial else tuple(open_files), open_files=open_files)
 
 
 def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
-    """Split weeks into jobs to fetch and weeks already done (their final JSON exists)."""
+    """Split weeks into jobs to fetch and the files of weeks already done (their final JSON exists)."""
     fingerprint = filter_fingerprint(settings.optional_filter)
     jobs, done = [], []
     for week in weeks:
         final = WeekFiles.of(layout, week, fingerprint, partial=False)
         if os.path.exists(final.json):
-            done.append(week)
-            continue
-        partial = is_open(week, run_started)
-        stale = () if partial else tuple(WeekFiles.of(layout, week, fingerprint, partial=True))
-        files = WeekFiles.of(layout, week, fingerprint, partial) if partial else final
-        jobs.append(WeekJob(week=week, query=week_query(week, settings.optional_filter), partial=partial,
-                            files=files, stale=stale))
+            done.append(final)
+        else:
+            jobs.append(plan_job(week, settings, run_started, layout))
     return jobs, done
 
 
@@ -1278,6 +1301,7 @@ def reject_constant(name: str):
 STRICT_JSON = json.JSONDecoder(parse_float=exact_float, parse_constant=reject_constant)
 LENIENT_JSON = json.JSONDecoder(parse_float=exact_float, parse_int=exact_int, parse_constant=reject_constant)
 JSON_SPACE = re.compile(r"[ \t\n\r]*")
+EPOCH_MS_TEXT = re.compile(r"-?\d{1,18}\Z")
 
 
 def decode_at(text: str, position: int):
@@ -1309,9 +1333,10 @@ def expect(text: str, position: int, char: str) -> int:
 def walk_page(text: str):
     """Yield (item, start, end) for each item of a page's data, decoding one item at a time.
 
-    The page must be one JSON object; its data may be a list, a single object, null or absent."""
+    The page must be one JSON object whose data is a list, a single object or null. An object
+    without data is an error in disguise: NotAPage, with what its errorCode/message/error said."""
     position = expect(text, skip_space(text, 0), "{")
-    seen_data = False
+    seen_data, said = False, []
     while text[position:position + 1] != "}":
         if text[position:position + 1] != '"':
             raise TransientError("the body is not valid JSON (a key is not a string)")
@@ -1323,7 +1348,9 @@ def walk_page(text: str):
             seen_data = True
             position = yield from walk_data(text, position)
         else:
-            _, position = decode_at(text, position)
+            value, position = decode_at(text, position)
+            if key in ("errorCode", "message", "error") and type(value) in (str, int) and len(said) < 3:
+                said.append(f"{key}: {value}")
         position = skip_space(text, position)
         if text[position:position + 1] != ",":
             break
@@ -1331,6 +1358,8 @@ def walk_page(text: str):
     position = expect(text, position, "}")
     if position != len(text):
         raise TransientError("the body has data after its JSON object")
+    if not seen_data:
+        raise NotAPage("; ".join(said))
 
 
 def walk_data(text: str, position: int):
@@ -1402,6 +1431,16 @@ class _Markup(str):
     """A piece of JSON punctuation on compact_json's work list."""
 
 
+def created_ms(container):
+    """A container's created time in epoch milliseconds, or None when it is missing or unreadable."""
+    value = container.get("created")
+    if type(value) is str and EPOCH_MS_TEXT.match(value):
+        return int(value)
+    if type(value) is int or (type(value) is float and value.is_integer()):
+        return int(value)
+    return None
+
+
 def uuid_key(container):
     """The key a container is de-duplicated by: its uuid, typed, so that 1, 1.0, true and "1" differ."""
     value = container.get("uuid") if type(container) is dict else None
@@ -1440,6 +1479,56 @@ def read_report(path: str):
 
 
 # --- Gateway client ------------------------------------------------------------------
+
+
+def http_date(value):
+    """An HTTP Date header as an aware UTC datetime, or None when absent or unreadable."""
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip()) if value else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.year < 2000:  # no answer of today's gateway is dated in the last century
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+class GatewayClock:
+    """The gateway's clock, as the Date headers of its answers tell it, beside this machine's."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._offset = None  # the gateway's time minus this machine's, from the latest dated answer
+        self._said = False
+
+    def saw(self, date_header) -> None:
+        """Learn from one answer's Date header; say once when the two clocks disagree."""
+        when = http_date(date_header)
+        if when is None:
+            return
+        local = self._clock.now()
+        with self._lock:
+            self._offset = when - local
+            say, self._said = not self._said and abs(self._offset) > CLOCK_SKEW_WARNING, True
+        if say:
+            log.warning("This machine's clock (%s) and the gateway's (%s) disagree by %s: a week is final only "
+                        "once it ended 24 hours before both", local.strftime("%Y-%m-%d %H:%M UTC"),
+                        when.strftime("%Y-%m-%d %H:%M UTC"), describe_duration(abs(self._offset)))
+
+    def now(self):
+        """The gateway's time now, or None before any answer told it."""
+        with self._lock:
+            offset = self._offset
+        return None if offset is None else self._clock.now() + offset
+
+
+def describe_duration(span: dt.timedelta) -> str:
+    """Say a length of time the way a person would: '31 days', '7 minutes'."""
+    seconds = span.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return plural(int(seconds // size), unit)
+    return plural(int(seconds), "second")
 
 
 def gateway_message(answer, redact) -> str:
@@ -1505,6 +1594,7 @@ class GatewayClient:
             login = functools.partial(self.log_in, settings.username, settings.password)
         sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
         self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
+        self.gateway_clock = GatewayClock(clock)
         self.answered = False  # has the gateway answered anything in this run?
 
     def fetch_page(self, query: str, cursor, label: str, consume):
@@ -1582,7 +1672,11 @@ class GatewayClient:
             return consume(None), None
         cursor = next_cursor(answer.headers)
         text, answer = page_text(answer.body), None  # the bytes go before the page is walked
-        return consume(text), cursor
+        try:
+            return consume(text), cursor
+        except NotAPage as exc:  # what the gateway said, redacted before it is cut
+            said = shorten(self.redact(exc.gateway_text), 200)
+            raise TransientError(f"{exc}{': ' + said if said else ''}") from None
 
     def send(self, method: str, url: str, **options) -> Answer:
         """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
@@ -1592,6 +1686,7 @@ class GatewayClient:
                     method, url, stream=True, allow_redirects=False,
                     timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
                 self.answered = True
+                self.gateway_clock.saw(response.headers.get("Date"))
                 try:
                     body = read_body(response, self.policy.max_page_bytes)
                 finally:
@@ -1868,14 +1963,26 @@ def fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
+def same_filesystem(first: str, second: str) -> bool:
+    """Whether two folders are on one filesystem, so that a rename between them is atomic."""
+    try:
+        return os.stat(first).st_dev == os.stat(second).st_dev
+    except OSError:
+        return False
+
+
 class StagedFile:
     """A binary file written in temp_reports/ and moved into place whole, or never.
 
-    It is a context manager: leaving the with block without publish() removes the staged
-    file, whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
+    When the final folder is on another filesystem (a symlink to a mount, say), the file is
+    staged beside its final place instead, so that the rename is always atomic. It is a
+    context manager: leaving the with block without publish() removes the staged file,
+    whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
 
     def __init__(self, temp_folder: str, final_path: str):
-        self.temp_path = os.path.join(temp_folder, temp_name(os.path.basename(final_path)))
+        final_folder = os.path.dirname(final_path) or "."
+        folder = temp_folder if same_filesystem(temp_folder, final_folder) else final_folder
+        self.temp_path = os.path.join(folder, temp_name(os.path.basename(final_path)))
         self.final_path = final_path
         self.published = False
         self.stream = open_new(self.temp_path, "w+b")
@@ -1927,12 +2034,14 @@ def folder_lock(layout: Layout):
 
 
 def clean_temp(layout: Layout) -> int:
-    """Delete this script's staged files in temp_reports/ (a killed run's, or this run's); return how many."""
+    """Delete this script's staged files (a killed run's, or this run's) from temp_reports/ and the
+    report folders (a folder on another filesystem stages beside its final place); return how many."""
     removed = 0
-    for name in os.listdir(layout.temp):
-        if TEMP_NAME.match(name):
-            remove_quietly(os.path.join(layout.temp, name))
-            removed += 1
+    for folder in (layout.temp, layout.reports, layout.csvs, layout.workbooks):
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if TEMP_NAME.match(name):
+                remove_quietly(os.path.join(folder, name))
+                removed += 1
     return removed
 
 
@@ -2024,11 +2133,17 @@ def write_row(sheet, row_number: int, row, time_format) -> None:
 
 @dataclasses.dataclass
 class PageStats:
-    """What one page brought: its items, the new ones written, and uuids not seen before."""
+    """What one page brought: its items, the containers written, uuids not seen before, items
+    that are not containers (dropped), containers created outside the range asked for (left
+    out), containers already written (duplicates), and CSV rows."""
 
     items: int = 0
     written: int = 0
     new_uuids: int = 0
+    dropped: int = 0
+    outside: int = 0
+    duplicates: int = 0
+    rows: int = 0
 
 
 class Fragment:
@@ -2038,13 +2153,17 @@ class Fragment:
     ','), never re-encoded, and its CSV rows right after, so a page costs little more memory
     than its text. A page is written whole or not at all: when one fails half way, both files
     are cut back to where the page began, and the page can be fetched again. Containers are
-    de-duplicated by uuid within the fragment."""
+    de-duplicated by uuid within the fragment; an item of data that is not a JSON object is
+    dropped, and a container created outside [start_ms, end_ms) is left out (a gateway that
+    widened the range: it belongs to another week or slice)."""
 
-    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool):
+    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool,
+                 start_ms: int, end_ms: int):
         self.whole_week = whole_week  # the week's only fragment: its files are the final ones
         self.flattener = flattener
-        self.keys = set()
-        self.containers = self.rows = self.duplicates = 0
+        self.start_ms, self.end_ms = start_ms, end_ms
+        self.keys, self.outside_keys = set(), set()
+        self.totals = PageStats()
         self._rows_text = CsvText()
         with contextlib.ExitStack() as owned:
             self.json = owned.enter_context(StagedFile(temp_folder, job.files.json + tag))
@@ -2054,44 +2173,65 @@ class Fragment:
                 self.csv.stream.write(csv_head(flattener.header))
             owned.pop_all()  # the fragment holds them now
 
+    @property
+    def containers(self) -> int:
+        return self.totals.written
+
+    @property
+    def rows(self) -> int:
+        return self.totals.rows
+
     def add_page(self, text) -> PageStats:
         """Write a page's containers that this fragment does not have yet; all of them, or none."""
         if text is None:
             return PageStats()
         json_start, csv_start = self.json.stream.tell(), self.csv.stream.tell()
         try:
-            stats, new_keys, rows, duplicates = self._write_page(text)
+            stats, new_keys, new_outside = self._write_page(text)
         except BaseException:
             for stream, position in ((self.json.stream, json_start), (self.csv.stream, csv_start)):
                 stream.seek(position)
                 stream.truncate()
             raise
         self.keys |= new_keys
-        self.containers += stats.written
-        self.rows += rows
-        self.duplicates += duplicates
+        self.outside_keys |= new_outside
+        for field in ("items", "written", "dropped", "outside", "duplicates", "rows"):
+            setattr(self.totals, field, getattr(self.totals, field) + getattr(stats, field))
         return stats
 
     def _write_page(self, text: str):
         one_line = "\n" not in text and "\r" not in text
-        stats, new_keys, rows, duplicates = PageStats(), set(), 0, 0
+        stats, new_keys, new_outside = PageStats(), set(), set()
         json_out, csv_out, flatten = self.json.stream, self.csv.stream, self.flattener.rows
         for container, start, end in walk_page(text):
             stats.items += 1
+            if type(container) is not dict:
+                stats.dropped += 1
+                continue
             key = uuid_key(container)
+            if not self._within(container):
+                stats.outside += 1
+                if key is not None and key not in self.outside_keys:
+                    new_outside.add(key)
+                continue
             if key is not None:
                 if key in self.keys or key in new_keys:
-                    duplicates += 1
+                    stats.duplicates += 1
                     continue
                 new_keys.add(key)
             raw = text[start:end]  # what the gateway sent; one line per container, so minus line breaks
             json_out.write((raw if one_line else raw.replace("\n", "").replace("\r", "")).encode("utf-8") + b",\n")
             container_rows = flatten(container)
             csv_out.write(self._rows_text.encode(container_rows))
-            rows += len(container_rows)
+            stats.rows += len(container_rows)
             stats.written += 1
-        stats.new_uuids = len(new_keys)
-        return stats, new_keys, rows, duplicates
+        stats.new_uuids = len(new_keys) + len(new_outside)
+        return stats, new_keys, new_outside
+
+    def _within(self, container) -> bool:
+        """Whether a container belongs here: created in the range, or its created unreadable."""
+        created = created_ms(container)
+        return created is None or self.start_ms <= created < self.end_ms
 
     def __enter__(self) -> "Fragment":
         return self
@@ -2164,22 +2304,28 @@ def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, 
                   workbook_columns, temp_folder: str, staged_json=None) -> None:
     """Move a week's files into place, for an export and a rebuild alike: the CSV and the workbook
     (written from json_source) first, the JSON (the done marker) last. A week without containers
-    has neither, so old ones of its names are removed. A rebuild keeps its JSON: no staged_json."""
+    has neither, so old ones of its names are removed. A rebuild keeps its JSON: no staged_json.
+    When a file cannot be moved into place after others were, the error says which were."""
+    published = []
     with contextlib.ExitStack() as owned:
         workbook = None
         if containers and workbook_columns is not None:
             workbook = owned.enter_context(StagedFile(temp_folder, files.xlsx))
             write_workbook(json_source, workbook.stream, workbook_columns, sheet_name(files.week), temp_folder)
-        if containers:
-            staged_csv.publish()
-            if workbook is not None:
-                workbook.publish()
-        else:
+        if not containers:
             staged_csv.discard()
             remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
             remove_quietly(files.xlsx)
-        if staged_json is not None:
-            staged_json.publish()
+        try:
+            for staged in ((staged_csv, workbook) if containers else ()) + (staged_json,):
+                if staged is not None:
+                    staged.publish()
+                    published.append(os.path.basename(staged.final_path))
+        except OSError as exc:
+            if not published:
+                raise
+            raise WeekFailed(f"cannot write its files: {exc}; {', '.join(published)} had already been written, "
+                             "but not the JSON that marks the week done, so the next run fetches it again") from None
 
 
 def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
@@ -2191,6 +2337,7 @@ def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlatte
         if len(fragments) == 1 and fragments[0].whole_week:
             final_json, final_csv = fragments[0].json, fragments[0].csv
             containers, rows = fragments[0].containers, fragments[0].rows
+            final_json.final_path, final_csv.final_path = job.files.json, job.files.csv  # open, if unsettled
         else:
             final_json, final_csv, containers, rows = join_fragments(job, fragments, temp_folder, flattener)
             owned.enter_context(final_json)
@@ -2226,6 +2373,79 @@ def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, w
     return containers, rows
 
 
+# --- Done weeks --------------------------------------------------------------------
+
+
+def report_damage(path: str) -> str:
+    """Why a stored final JSON cannot be trusted as a done week ('' when it looks whole), read
+    cheaply: it must be readable, not empty, and a JSON array by its first and last bytes."""
+    try:
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            head = stream.read(64)
+            stream.seek(max(size - 64, 0))
+            tail = stream.read(64)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    head, tail = head.lstrip(), tail.rstrip()
+    if not head:
+        return "is empty"
+    if not head.startswith(b"[") or not tail.endswith(b"]"):
+        return "is not a whole JSON array (cut short, or not JSON)"
+    return ""
+
+
+def set_aside(path: str) -> str:
+    """Rename a damaged file to <name>.damaged (or .damaged-2, ...), never deleting it; return the new path."""
+    for number in range(1, 1000):
+        aside = f"{path}{DAMAGED_SUFFIX}{'' if number == 1 else f'-{number}'}"
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return aside
+    raise OSError(errno.EEXIST, f"too many damaged copies of {os.path.basename(path)}")
+
+
+def set_aside_damaged(done) -> tuple:
+    """Split the files of done weeks into those whose JSON looks whole and those whose JSON is
+    damaged; a damaged one is kept aside under a name that says so, and its week is fetched again."""
+    whole, damaged = [], []
+    for files in done:
+        damage = report_damage(files.json)
+        if not damage:
+            whole.append(files)
+            continue
+        aside = set_aside(files.json)
+        log.warning("Week %s: its JSON %s %s; kept aside as %s, and the week is fetched again", files.week.label,
+                    os.path.basename(files.json), damage, os.path.basename(aside))
+        damaged.append(files)
+    return whole, damaged
+
+
+def json_has_containers(path: str) -> bool:
+    """Whether a stored weekly JSON holds any container (by its first bytes: '[]' is an empty week)."""
+    with open(path, "rb") as stream:
+        head = stream.read(64).lstrip()
+    return head.startswith(b"[") and not head[1:].lstrip().startswith(b"]")
+
+
+def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns) -> list:
+    """Rebuild a done week's missing CSV, and with --xlsx its missing workbook, from its JSON
+    (no call); return the names rebuilt."""
+    missing = [files.csv] if not os.path.exists(files.csv) else []
+    if workbook_columns is not None and not os.path.exists(files.xlsx):
+        missing.append(files.xlsx)
+    if not missing or not json_has_containers(files.json):
+        return []
+    for path in missing:
+        with StagedFile(temp_folder, path) as staged:
+            if path == files.csv:
+                write_csv(files.json, staged.stream, flattener)
+            else:
+                write_workbook(files.json, staged.stream, workbook_columns, sheet_name(files.week), temp_folder)
+            staged.publish()
+    return [os.path.basename(path) for path in missing]
+
+
 # --- Workers -------------------------------------------------------------------------
 
 
@@ -2239,12 +2459,15 @@ def slices_per_week(slices: int, weeks_to_fetch: int) -> int:
 
 @dataclasses.dataclass
 class Chain:
-    """One sequential run of pages: a whole week (index 0), or one of its time slices (1, 2, ...)."""
+    """One sequential run of pages over [start_ms, end_ms): a whole week (index 0), or one of its
+    time slices (1, 2, ...)."""
 
     week: "WeekRun"
     index: int
     query: str
     label: str
+    start_ms: int
+    end_ms: int
 
 
 class WeekRun:
@@ -2291,8 +2514,10 @@ class Exporter:
     more is, in a run of few weeks, fetched again as time slices that run side by side; the
     worker that ends a week's last chain publishes it. The main thread only waits and stops."""
 
-    def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop):
+    def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop,
+                 run_started: dt.datetime):
         self.settings = settings
+        self.run_started = run_started
         self.client = client
         self.layout = layout
         self.flattener = flattener
@@ -2312,7 +2537,8 @@ class Exporter:
         """Export the jobs; return when all are done, raise what stops the run (tokens, signals)."""
         slices = slices_per_week(self.settings.slices, len(jobs))
         for order, job in enumerate(jobs):
-            self._submit(Chain(WeekRun(job, order, slices), 0, job.query, job.week.label))
+            self._submit(Chain(WeekRun(job, order, slices), 0, job.query, job.week.label, job.week.start_ms,
+                               job.week.end_ms))
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"worker-{number}")
                         for number in range(min(self.settings.workers, len(jobs) * slices))]
         for thread in self.threads:
@@ -2374,9 +2600,13 @@ class Exporter:
         """Run one chain; return False when what happened stops the whole run (this worker too)."""
         week = chain.week
         fragment = None
+        if chain.index == 0 and not self._started(week.job.week):
+            self._chain_ended(chain, None, Ending.NOT_STARTED, "")
+            return True
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
-                                tag="" if chain.index == 0 else f".slice{chain.index}", whole_week=chain.index == 0)
+                                tag="" if chain.index == 0 else f".slice{chain.index}", whole_week=chain.index == 0,
+                                start_ms=chain.start_ms, end_ms=chain.end_ms)
             split = self._page_through(chain, fragment)
         except BaseException as exc:
             fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
@@ -2426,20 +2656,42 @@ class Exporter:
                  week.job.week.label, len(bounds))
         for index, (start_ms, end_ms) in enumerate(bounds, start=1):
             query = range_query(start_ms, end_ms, self.settings.optional_filter)
-            self._submit(Chain(week, index, query, f"{week.job.week.label} slice {index}/{len(bounds)}"))
+            self._submit(Chain(week, index, query, f"{week.job.week.label} slice {index}/{len(bounds)}", start_ms,
+                               end_ms))
 
     def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
         if chain.week.chain_ended(chain.index, fragment, ending, reason):
             self._finish_week(chain.week)
 
+    def _started(self, week: Week) -> bool:
+        """Whether a week has begun by the gateway's clock (when an answer told it); say so if not."""
+        gateway_now = self.client.gateway_clock.now()
+        if gateway_now is None or week.start < gateway_now:
+            return True
+        log.warning("Week %s: has not begun by the gateway's clock (%s); not fetched", week.label,
+                    gateway_now.strftime("%Y-%m-%d %H:%M UTC"))
+        return False
+
+    def _settled(self, job: WeekJob) -> WeekJob:
+        """The job as it may be published: a week that has not ended 24 hours before the gateway's
+        clock too is written as an open week (.partial), to be fetched again, never as final."""
+        if job.partial or not is_open(job.week, self.run_started, self.client.gateway_clock.now()):
+            return job
+        log.warning("Week %s: has not ended 24 hours before the gateway's clock; written as an open week, "
+                    "fetched again next run", job.week.label)
+        return dataclasses.replace(job, partial=True, files=job.open_files, stale=())
+
     def _finish_week(self, week: WeekRun) -> None:
         """Publish a week whose chains all ended well, or discard everything it staged."""
         fragments = [week.fragments[index] for index in sorted(week.fragments)]
         result = WeekResult(week.job.week, ending=week.ending, reason=week.reason, pages=week.pages)
+        if result.ending is Ending.DONE and not self._started(week.job.week):
+            result.ending = Ending.NOT_STARTED
         if result.ending is Ending.DONE:
             with self._changed:
                 self._publishing += 1
             try:
+                week.job = self._settled(week.job)
                 result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp,
                                                               self.flattener, self.workbook_columns)
                 log_week_done(week, result)
@@ -2475,10 +2727,18 @@ def chain_ending(week: Week, exc: BaseException) -> tuple:
 
 def log_week_done(week: WeekRun, result: WeekResult) -> None:
     fragments = week.fragments.values()
-    duplicates = sum(fragment.duplicates for fragment in fragments)
+    label = week.job.week.label
+    duplicates = sum(fragment.totals.duplicates for fragment in fragments)
     if duplicates:
-        log.info("Week %s: skipped %s the gateway served twice", week.job.week.label,
-                 plural(duplicates, "container"))
+        log.info("Week %s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
+    dropped = sum(fragment.totals.dropped for fragment in fragments)
+    if dropped:
+        log.warning("Week %s: dropped %s of data that are not containers (not JSON objects)", label,
+                    plural(dropped, "item"))
+    outside = sum(fragment.totals.outside for fragment in fragments)
+    if outside:
+        log.warning("Week %s: left out %s created outside the range asked for (the gateway's answer was "
+                    "wider); each belongs to its own week", label, plural(outside, "container"))
     log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
              plural(result.rows, "CSV row"), plural(result.pages, "page"),
              f" in {len(week.fragments)} slices" if week.split else "", os.path.basename(week.job.files.json),
@@ -2497,6 +2757,8 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     unfinished: int = 0
+    damaged: int = 0  # weeks whose final JSON was damaged: set aside, and fetched again
+    healed: int = 0  # done weeks whose missing CSV or workbook was rebuilt from their JSON
     containers: int = 0
     rows: int = 0
     seconds: float = 0.0
@@ -2505,9 +2767,11 @@ class Summary:
     stopped_by: object = None  # the AuthError, GatewayUnreachable or Interrupted that ended the run early
 
     def line(self) -> str:
-        unfinished = f", {self.unfinished} not finished" if self.unfinished else ""
+        extra = "".join(f", {count} {words}" for count, words in (
+            (self.unfinished, "not finished"), (self.damaged, "with a damaged JSON fetched again"),
+            (self.healed, "with missing files rebuilt from their JSON")) if count)
         return (f"Summary: {plural(self.planned, 'week')} planned, {self.fetched} {self.verb}, "
-                f"{self.skipped} skipped, {self.failed} failed{unfinished}; {plural(self.containers, 'container')}, "
+                f"{self.skipped} skipped, {self.failed} failed{extra}; {plural(self.containers, 'container')}, "
                 f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
 
 
@@ -2522,19 +2786,39 @@ def run_report(settings: Settings, session, clock, progress, secrets, summary: S
             log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
         weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)  # 2. plan
         jobs, done = plan_jobs(weeks, settings, started, layout)
+        done, damaged = set_aside_damaged(done)  # a damaged done marker is not trusted
+        jobs = sorted(jobs + [plan_job(files.week, settings, started, layout) for files in damaged],
+                      key=lambda job: job.week.start)
         log_plan(settings, weeks, jobs, done)
         flattener = make_flattener(settings.csv_columns)  # 3. columns, resolved once
+        heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary)  # 4.
         stop = threading.Event()
         client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
                                stop=stop)
         progress.weeks_total = len(jobs)
         exporter = Exporter(settings=settings, client=client, layout=layout, flattener=flattener,
-                            progress=progress, stop=stop)
-        try:  # 4. fetch and publish, week by week
+                            progress=progress, stop=stop, run_started=started)
+        try:  # 5. fetch and publish, week by week
             exporter.run(jobs)
         finally:
-            clean_temp(layout)  # 5. whatever unfinished weeks had staged
+            clean_temp(layout)  # 6. whatever unfinished weeks had staged
             tally(summary, weeks, jobs, done, exporter.results)
+            summary.damaged = len(damaged)
+
+
+def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: Summary) -> None:
+    """Rebuild, without a call, the missing CSVs (and with --xlsx workbooks) of done weeks from their JSON."""
+    for files in done:
+        try:
+            rebuilt = heal_files(files, layout.temp, flattener, workbook_columns)
+        except Exception as exc:  # the week stays done; its files are tried again next run
+            log.error("Week %s: its missing files cannot be rebuilt from its JSON: %s", files.week.label,
+                      describe_error(exc))
+            summary.failed += 1
+            continue
+        if rebuilt:
+            log.info("Week %s: %s missing; rebuilt from its JSON, no call", files.week.label, " and ".join(rebuilt))
+            summary.healed += 1
 
 
 def log_plan(settings: Settings, weeks, jobs, done) -> None:
@@ -2544,8 +2828,8 @@ def log_plan(settings: Settings, weeks, jobs, done) -> None:
     if settings.optional_filter:
         log.info("Filter fingerprint %s in the file names means: %s",
                  filter_fingerprint(settings.optional_filter), settings.optional_filter)
-    for week in done:
-        log.info("Week %s: already exported, skipped", week.label)
+    for files in done:
+        log.info("Week %s: already exported, skipped", files.week.label)
 
 
 def tally(summary: Summary, weeks, jobs, done, results) -> None:
@@ -2557,6 +2841,8 @@ def tally(summary: Summary, weeks, jobs, done, results) -> None:
             summary.unfinished += 1
         elif result.ending is Ending.FAILED:
             summary.failed += 1
+        elif result.ending is Ending.NOT_STARTED:
+            summary.skipped += 1
         else:
             summary.fetched += 1
             summary.containers += result.containers
@@ -2606,6 +2892,9 @@ def describe_plan(settings: Settings, clock, out) -> None:
     layout = Layout(settings.output_dir, settings.xlsx)
     weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)
     jobs, done = plan_jobs(weeks, settings, started, layout)
+    damage = {files.week: report_damage(files.json) for files in done}
+    jobs += [plan_job(week, settings, started, layout) for week, reason in damage.items() if reason]
+    done = [files for files in done if not damage[files.week]]
     zone = "local time" if settings.local_time else "UTC"
     print(f"Dry run: {plural(len(weeks), 'week')} ({zone}), {len(jobs)} to fetch, {len(done)} already done. "
           "No API call is made.", file=out)
@@ -2621,8 +2910,9 @@ def describe_plan(settings: Settings, clock, out) -> None:
         if job is None:
             print(f"skip   {week.label}  already exported", file=out)
         else:
+            why = f"  (its JSON {damage[week]}: kept aside, fetched again)" if damage.get(week) else ""
             print(f"fetch  {week.label}  {os.path.relpath(job.files.json)}  {os.path.relpath(job.files.csv)}"
-                  f"  {job.query}", file=out)
+                  f"  {job.query}{why}", file=out)
 
 
 @contextlib.contextmanager
@@ -2850,6 +3140,18 @@ errors:
   timeouts, cut or     and 5 minutes of waiting per request, then the week fails
   non-JSON bodies
   other 4xx            the week fails at once, with the gateway's message
+  not a page           a 200 whose JSON object has no data field (an error message, or
+                       {}) is a failed request, never an empty week: retried, then the
+                       week fails with what the gateway said
+  out of range         a container created outside the week (or slice) asked for is left
+                       out of it, and counted in the log; one whose created cannot be
+                       read is kept. Items of data that are not objects are dropped
+  the clocks           the gateway's Date is compared with this machine's clock (a
+                       warning past 5 minutes): a week is final only once it ended 24
+                       hours before both, and one not begun by the gateway's is not fetched
+  a damaged JSON       a final JSON that is empty, cut short or not an array is kept
+                       aside as <name>.damaged and its week fetched again; a done week's
+                       missing CSV (or with --xlsx workbook) is rebuilt from its JSON
   a stalled answer     --read_timeout bounds a whole answer, first byte to last (10 s
                        more to connect); an answer past 256 MiB (inflated) is dropped
   no progress          3 pages in a row without a new container fail the week

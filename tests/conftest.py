@@ -77,8 +77,10 @@ def workdir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def run(workdir, gateway, clock):
-    """Call main() against the fake gateway; returns the exit code."""
-    def run_main(*args, url=None, use_clock=None):
+    """Call main() against the fake gateway; returns the exit code. The gateway's clock (its Date
+    header) is the run's clock, as on a machine whose clock is right, unless gateway_clock says."""
+    def run_main(*args, url=None, use_clock=None, gateway_clock=None):
+        gateway.now = (gateway_clock or use_clock or clock).now
         return wcr.main([url or gateway.url, *args], clock=use_clock or clock)
     return run_main
 

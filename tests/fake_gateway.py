@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import email.utils
 import functools
 import gzip
 import json
@@ -48,11 +49,13 @@ NEXT_LINK_STYLES = ("sample", "gateway", "relative", "malformed", "quoted", "mul
 UNREADABLE_LINK_STYLES = ("unparseable", "bad-ipv6")
 # Ways a last page can say so, all of which end the week.
 LAST_PAGE_STYLES = ("absent", "empty", "null", "no-next", "no-cursor", "null-cursor", "unparseable")
-EMPTY_STYLES = ("empty-list", "null", "missing", "204")
+EMPTY_STYLES = ("empty-list", "null", "204")  # the documented empty pages; {} is no page at all
 WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
 # Faults taken by one call each (times says how many): what that answer does instead.
 CALL_FAULTS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
-               "trickle", "trickle-headers", "bomb", "limit-headers", "garbled", "after-pages")
+               "trickle", "trickle-headers", "bomb", "limit-headers", "garbled", "after-pages", "not-a-page",
+               "items")
+NOT_A_PAGE = {"errorCode": "SERVICE_UNAVAILABLE", "message": "Container Security is under maintenance"}
 # Faults that change the gateway's behaviour while they last (times=-1 by default: for good).
 BEHAVIOUR_FAULTS = ("repeat-cursor", "fresh-cursors", "ignore-ranges", "touch", "close", "revoke",
                     "dead-login", "echo-secrets")
@@ -272,6 +275,8 @@ class Fault:
     pages: int = 0  # "after-pages": waits (at most 10 s) until this many pages went out; "close", "revoke"
     path: str = LIST_PATH  # the endpoint whose calls it matches: the list, or AUTH_PATH for the login
     uuids: frozenset = frozenset()  # for "touch"
+    body: object = None  # "not-a-page": the JSON object answered with 200 (NOT_A_PAGE when None);
+    # "items": JSON texts served in the page's data after its containers (items that are not containers)
 
     def __post_init__(self):
         assert self.kind in FAULT_KINDS, self.kind
@@ -602,13 +607,15 @@ class FakeGateway:
             send_json(handler, 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied", "timestamp": 0})
         elif fault.kind in ("trickle", "trickle-headers"):
             trickle(handler, fault.seconds, headers_too=fault.kind == "trickle-headers")
+        elif fault.kind == "not-a-page":  # a 200 whose JSON object has no data array
+            send_json(handler, 200, NOT_A_PAGE if fault.body is None else fault.body)
         elif fault.kind == "bomb":
             send(handler, 200, gzip_bomb(fault.size), {"Content-Type": "application/json", "Content-Encoding": "gzip"})
         elif fault.kind == "slow":
             time.sleep(fault.seconds)
             return False
         else:
-            return False  # "truncate", "garbled" and "limit-headers" change the normal answer
+            return False  # "truncate", "garbled", "items" and "limit-headers" change the normal answer
         return True
 
     def count_call(self):
@@ -706,11 +713,13 @@ class FakeGateway:
         link = self.next_link(next_query, params, limit) if next_query else self.last_link(limit)
         if link is not None:
             headers["link" if self.next_link_style != "uppercase" else "LINK"] = link
+        if fault and fault.kind == "items":
+            texts = list(texts) + list(fault.body)
         if not texts:
             if self.empty_style == "204":
                 send(handler, 204, b"", headers)
                 return
-            body = {"empty-list": '{"data": []}', "null": '{"data": null}', "missing": "{}"}[self.empty_style]
+            body = {"empty-list": '{"data": []}', "null": '{"data": null}'}[self.empty_style]
         elif len(texts) == 1 and self.single_object_data:
             body = '{"data": ' + texts[0] + ', "count": 1}'
         else:
@@ -827,6 +836,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def date_time_string(self, timestamp=None):
+        """The Date header, by the gateway's own clock (gateway.now), which tests may set."""
+        return email.utils.format_datetime(self.server.gateway.now().astimezone(dt.timezone.utc), usegmt=True)
 
     def do_GET(self):
         parts = urlsplit(self.path)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import NAME, WEEK_UNSLICED, FakeClock, files, fill_week, ms, run_script, week_range
+from conftest import NAME, WEEK_UNSLICED, FakeClock, files, fill_week, log_text, ms, run_script, stored, week_range
 from fake_gateway import DEMO_TOKEN, Fault
 
 TWO_WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]
@@ -198,6 +198,96 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
         _, mismatch, errors = filecmp.cmpfiles(clean / folder, killed / folder, files(clean / folder), shallow=False)
         assert mismatch == [] and errors == []
     assert files(killed / "temp_reports") == [".lock"]
+
+
+# --- A done week is the whole truth, or it is fetched again ----------------------------------
+
+
+DAMAGE = {"empty": b"", "blank": b"  \n", "truncated": b'[\n{"uuid": "a", "name": "cut sh',
+          "html": b"<html><body>Service unavailable</body></html>", "object": b'{"data": []}'}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_done_marker_is_kept_aside_and_its_week_fetched_again(damage, run, gateway, workdir, capsys):
+    fill_week(gateway, 40)
+    assert run(*WEEK_UNSLICED) == 0
+    done = workdir / "weekly_reports" / f"{NAME}.json"
+    whole = done.read_bytes()
+    done.write_bytes(DAMAGE[damage])  # a bad restore, an interrupted copy, a hand edit
+    assert run(*WEEK_UNSLICED, "--dry_run") == 0
+    assert "its JSON" in capsys.readouterr().out and done.read_bytes() == DAMAGE[damage]  # a dry run only says so
+    calls = len(gateway.list_calls())
+    assert run(*WEEK_UNSLICED) == 0
+    assert len(gateway.list_calls()) == calls + 1  # fetched again
+    assert done.read_bytes() == whole
+    assert (workdir / "weekly_reports" / f"{NAME}.json.damaged").read_bytes() == DAMAGE[damage]  # never deleted
+    err = capsys.readouterr().err
+    assert f"its JSON {NAME}.json " in err and f"kept aside as {NAME}.json.damaged" in err
+    assert "1 with a damaged JSON fetched again" in err
+    assert run(*WEEK_UNSLICED) == 0 and len(gateway.list_calls()) == calls + 1  # and then it is done
+
+
+def test_a_deleted_csv_is_rebuilt_from_its_json_without_a_call(run, gateway, workdir, capsys):
+    gateway.generate(120, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
+    gateway.add_container(ms(2025, 9, 23), name="the only one")  # a small fourth week
+    weeks = week_range("2025-09-01", "2025-09-29")
+    assert run(*weeks) == 0
+    csv = workdir / "weekly_csv_reports" / "2025-09-08_2025-09-15.csv"
+    exported = csv.read_bytes()
+    csv.unlink()
+    calls = len(gateway.calls)
+    assert run(*weeks) == 0
+    assert len(gateway.calls) == calls  # no call
+    assert csv.read_bytes() == exported
+    assert "Week 2025-09-08..2025-09-15: 2025-09-08_2025-09-15.csv missing; rebuilt from its JSON" in \
+        capsys.readouterr().err
+    assert run(*weeks, "--xlsx") == 0  # a run with --xlsx builds the missing workbooks of done weeks
+    assert len(gateway.calls) == calls
+    assert files(workdir / "weekly_xlsx_reports") == [f"{week}.xlsx" for week in (
+        "2025-09-01_2025-09-08", "2025-09-08_2025-09-15", "2025-09-15_2025-09-22", "2025-09-22_2025-09-29")]
+    assert files(workdir / "temp_reports") == [".lock"]
+
+
+def other_filesystem(tmp_path):
+    """A folder on another filesystem than tmp_path (tmpfs in /dev/shm), or skip."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    folder = __import__("tempfile").mkdtemp(dir="/dev/shm")
+    if os.stat(folder).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is on the same filesystem here")
+    return folder
+
+
+def test_report_folders_on_another_filesystem_get_their_files_whole(run, gateway, workdir, tmp_path):
+    elsewhere = other_filesystem(tmp_path)
+    try:
+        for folder in ("weekly_reports", "weekly_csv_reports", "weekly_xlsx_reports"):
+            os.mkdir(os.path.join(elsewhere, folder))
+            (workdir / folder).symlink_to(os.path.join(elsewhere, folder))
+        gateway.generate(600, dt.date(2025, 9, 1), dt.date(2025, 9, 15))
+        assert run(*week_range("2025-09-01", "2025-09-15"), "--xlsx") == 0
+        for folder in ("weekly_reports", "weekly_csv_reports", "weekly_xlsx_reports"):
+            assert [name for name in files(workdir / folder) if not name.startswith("wcr-")] == files(workdir / folder)
+            assert len(files(workdir / folder)) == 2
+        assert sum(len(stored(workdir, name)) for name in files(workdir / "weekly_reports")) == 600
+    finally:
+        __import__("shutil").rmtree(elsewhere)
+
+
+def test_when_the_json_cannot_be_moved_into_place_the_log_says_the_csv_was(run, gateway, workdir, monkeypatch):
+    fill_week(gateway, 40)
+    real_replace = os.replace
+
+    def replace(source, target):
+        if target.endswith(".json"):
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(wcr.os, "replace", replace)
+    assert run(*WEEK_UNSLICED) == 1
+    assert files(workdir / "weekly_reports") == [] and files(workdir / "temp_reports") == [".lock"]
+    assert (f"FAILED: cannot write its files: [Errno 28] No space left on device; {NAME}.csv had already been "
+            "written, but not the JSON that marks the week done, so the next run fetches it again") in log_text(workdir)
 
 
 # --- The folder: its lock, its modes, and files that are not ours ---------------------------

@@ -10,7 +10,7 @@ import pytest
 import weeklycontainerreport as wcr
 from conftest import (WEEK, WEEK_FILE, WEEK_UNSLICED, files, fill_week, log_text, ms, read_csv_rows, stored,
                       week_range)
-from fake_gateway import LAST_PAGE_STYLES, NEXT_LINK_STYLES, Fault
+from fake_gateway import EMPTY_STYLES, LAST_PAGE_STYLES, NEXT_LINK_STYLES, NOT_A_PAGE, Fault
 
 START, END = ms(2025, 9, 1), ms(2025, 9, 8)
 
@@ -75,7 +75,7 @@ def test_every_last_page_form_ends_the_week(style, run, gateway, workdir):
     assert len(gateway.list_calls()) == 2
 
 
-@pytest.mark.parametrize("empty_style", ["empty-list", "null", "missing", "204"])
+@pytest.mark.parametrize("empty_style", EMPTY_STYLES)
 def test_a_full_last_page_followed_by_an_empty_one_ends_the_week(empty_style, run, gateway, workdir):
     gateway.empty_style = empty_style
     uuids = fill_week(gateway, 500)  # exactly two full pages, then a Link to nothing
@@ -84,7 +84,7 @@ def test_a_full_last_page_followed_by_an_empty_one_ends_the_week(empty_style, ru
     assert len(gateway.list_calls()) == 3
 
 
-@pytest.mark.parametrize("empty_style", ["empty-list", "null", "missing", "204"])
+@pytest.mark.parametrize("empty_style", EMPTY_STYLES)
 def test_an_empty_week_is_written_as_an_empty_array_without_a_csv(empty_style, run, gateway, workdir):
     gateway.empty_style = empty_style
     assert run(*WEEK_UNSLICED) == 0
@@ -144,6 +144,51 @@ def test_a_next_link_that_cannot_be_read_fails_the_week_in_one_line(run, gateway
     assert "FAILED: the gateway's Link header names a next page that cannot be read" in err
     assert len(gateway.list_calls()) == 1 and "Traceback" not in err
     assert files(workdir / "weekly_reports") == []
+
+
+@pytest.mark.parametrize("body", [NOT_A_PAGE, {}, {"count": 0, "items": []}], ids=["maintenance", "empty", "no-data"])
+def test_an_answer_that_is_not_a_page_fails_the_week_and_is_never_written_as_empty(body, run, gateway, workdir):
+    fill_week(gateway, 20)
+    gateway.faults = [Fault("not-a-page", times=-1, body=body)]
+    assert run(*WEEK_UNSLICED) == 1
+    assert files(workdir / "weekly_reports") == [] and files(workdir / "weekly_csv_reports") == []
+    assert len(gateway.list_calls()) == 6  # retried like a 5xx
+    log = log_text(workdir)
+    assert "FAILED: the answer is not a page of containers (it has no data field)" in log
+    if body is NOT_A_PAGE:  # what the gateway said is in the log line
+        assert "errorCode: SERVICE_UNAVAILABLE; message: Container Security is under maintenance" in log
+
+
+def test_an_answer_that_is_not_a_page_once_is_retried_and_the_week_kept_whole(run, gateway, workdir):
+    uuids = fill_week(gateway, 600)
+    gateway.faults = [Fault("not-a-page", with_cursor=True)]
+    assert run(*WEEK_UNSLICED) == 0
+    assert {container["uuid"] for container in stored(workdir)} == uuids
+
+
+def test_items_of_data_that_are_not_objects_are_dropped_with_one_warning(run, gateway, workdir):
+    fill_week(gateway, 3)
+    gateway.faults = [Fault("items", body=['"x"', "1", "null", "true"])]
+    assert run(*WEEK_UNSLICED) == 0
+    assert [type(container) for container in stored(workdir)] == [dict] * 3
+    assert {row["uuid"] for row in read_csv_rows(workdir)} == {record.uuid for record in gateway.records}
+    assert log_text(workdir).count("dropped 4 items of data that are not containers (not JSON objects)") == 1
+    assert "3 containers" in log_text(workdir)
+
+
+def test_containers_created_outside_the_asked_range_are_left_out_of_the_week(run, gateway, workdir):
+    gateway.generate(40, dt.date(2025, 9, 1), dt.date(2025, 9, 15))  # two weeks
+    gateway.add_raw(ms(2025, 9, 3), '{"uuid": "when?", "created": "last tuesday"}')
+    gateway.faults = [Fault("ignore-ranges", times=-1)]  # the gateway answers every week with both
+    assert run(*week_range("2025-09-01", "2025-09-15"), "--slices", "1") == 0
+    for name, low, high in (("2025-09-01_2025-09-08.json", ms(2025, 9, 1), ms(2025, 9, 8)),
+                            ("2025-09-08_2025-09-15.json", ms(2025, 9, 8), ms(2025, 9, 15))):
+        week = stored(workdir, name)
+        dated = [container for container in week if container["uuid"] != "when?"]
+        assert dated and all(low <= int(container["created"]) < high for container in dated)
+        assert any(container["uuid"] == "when?" for container in week)  # unreadable: nothing proves it wrong
+    assert len(stored(workdir)) + len(stored(workdir, "2025-09-08_2025-09-15.json")) == 40 + 2
+    assert log_text(workdir).count("created outside the range asked for") == 2
 
 
 # --- Odd records never fail a week -----------------------------------------------------------
@@ -308,10 +353,11 @@ def test_one_page_weeks_cost_one_call_each_and_a_split_costs_few_extra(run, gate
 
 def test_a_container_the_gateway_serves_in_two_slices_is_kept_once(run, gateway, workdir):
     gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.add_raw(ms(2025, 9, 2), '{"uuid": "no-created", "name": "nothing proves it wrong"}')
     gateway.faults = [Fault("ignore-ranges", times=-1)]  # every slice gets the whole week: a gateway bug
     assert run(*WEEK) == 0
     uuids = [container["uuid"] for container in stored(workdir)]
-    assert len(uuids) == len(set(uuids)) == 300
+    assert len(uuids) == len(set(uuids)) == 301
     assert run(*WEEK, "--slices", "1", "--output_dir", "chain") == 0
 
     def csv_lines(folder):
@@ -319,7 +365,8 @@ def test_a_container_the_gateway_serves_in_two_slices_is_kept_once(run, gateway,
 
     assert csv_lines(workdir) == csv_lines(workdir / "chain")  # each container's rows once, no more
     log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
-    assert "A container came in two slices of one week; keeping its first copy" in log
+    assert "left out 2100 containers created outside the range asked for" in log  # 300 x the 7 other slices
+    assert "A container came in two slices of one week; keeping its first copy" in log  # the one without created
 
 
 def test_a_page_that_breaks_after_its_containers_is_rolled_back_before_the_retry(run, gateway, workdir):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import WEEK_UNSLICED, FakeClock, files, ms, stored, week_range
+from conftest import WEEK_UNSLICED, FakeClock, files, log_text, ms, stored, week_range
 
 
 TWO_WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]
@@ -205,3 +205,36 @@ def test_the_user_filter_is_parenthesized_so_an_or_cannot_escape_the_week(run, g
     [name] = files(workdir / "weekly_reports")
     assert {container["uuid"] for container in stored(workdir, name)} == expected
     assert gateway.list_calls()[0]["params"]["filter"][0].endswith(" and (state:RUNNING or state:STOPPED)")
+
+
+# --- A clock that runs ahead ---------------------------------------------------------------
+
+
+def test_a_clock_that_runs_ahead_never_freezes_weeks_that_have_not_happened(run, gateway, workdir):
+    gateway.generate(300, dt.date(2025, 12, 1), dt.date(2026, 1, 15))
+    truth = FakeClock()  # Thursday 2026-01-15, as the gateway's Date header says
+    fast = FakeClock(truth.now() + dt.timedelta(days=30))  # this machine's clock, 30 days ahead
+    assert run(use_clock=fast, gateway_clock=truth) == 0
+    names = files(workdir / "weekly_reports")
+    assert "2026-01-05_2026-01-12.json" in names  # ended days before both clocks: final
+    assert "2026-01-12_2026-01-19.partial.json" in names  # the gateway's current week stays open
+    later = [name for name in names if name >= "2026-01-19"]
+    assert later == []  # weeks that have not begun by the gateway's clock: not fetched, not written
+    asked = {int(call["params"]["filter"][0][9:22]) for call in gateway.list_calls()}
+    assert max(asked) == ms(2026, 1, 12)
+    log = log_text(workdir)
+    assert log.count("disagree by 30 days") == 1
+    assert "Week 2026-02-09..2026-02-16: has not begun by the gateway's clock" in log
+    assert run(use_clock=truth) == 0  # a later run with a right clock fetches the open week again
+    assert "2026-01-12_2026-01-19.partial.json" in files(workdir / "weekly_reports")
+
+
+def test_a_week_that_has_not_ended_a_day_before_the_gateways_clock_is_written_open(run, gateway, workdir):
+    gateway.generate(50, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    truth = FakeClock(dt.datetime(2025, 9, 8, 12, tzinfo=dt.timezone.utc))  # the week ended 12 hours ago
+    ahead = FakeClock(dt.datetime(2025, 9, 10, 12, tzinfo=dt.timezone.utc))  # two days ahead: "settled"
+    assert run(*WEEK_UNSLICED, use_clock=ahead, gateway_clock=truth) == 0
+    assert files(workdir / "weekly_reports") == ["2025-09-01_2025-09-08.partial.json"]
+    assert "has not ended 24 hours before the gateway's clock" in log_text(workdir)
+    assert run(*WEEK_UNSLICED, use_clock=ahead, gateway_clock=ahead) == 0  # a day later, truly settled
+    assert files(workdir / "weekly_reports") == ["2025-09-01_2025-09-08.json"]
