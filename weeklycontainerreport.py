@@ -29,6 +29,7 @@ import hashlib
 import http.client
 import io
 import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -45,7 +46,9 @@ import threading
 import time
 import traceback
 import typing
+import unicodedata
 import uuid
+import warnings
 import zlib
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
@@ -69,9 +72,10 @@ log = logging.getLogger("weeklycontainerreport")
 
 # The map. Each banner below holds one concept and uses only what stands above it:
 #   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
-#   Weeks, names and folders, Screen, log and secrets, HTTP, Pacing and tokens,
-#   Reading pages, Gateway client, Cells and rows, Staged files and the lock, Workbooks,
-#   A week's files, Done weeks, Workers, Run, The manual, Command line.
+#   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
+#   Pacing and tokens, Reading pages, The gateway's clock, Gateway client, Cells and rows,
+#   Staged files and the lock, Workbooks, A week's files, Done weeks, Workers, Run,
+#   The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
 # plan_jobs (Weeks) -> Exporter (Workers) -> GatewayClient.fetch_page (Gateway client: pacing,
 # token, deadline, retries) -> Fragment.add_page (A week's files: walk_page, RowFlattener) ->
@@ -119,7 +123,10 @@ TOKEN_STATUSES = frozenset({401, 403})
 REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip"}
 READ_TIMEOUT_RANGE = (1.0, 3600.0)  # --read_timeout, seconds
 MAX_PAGE_BYTES = 256 * 1024 * 1024  # an answer that grows past this (inflated) is abandoned
+MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024  # all answers not yet processed, together, run-wide
 READ_CHUNK_BYTES = 64 * 1024
+RAW_PIECE_CHARACTERS = 1024 * 1024  # a large container is written to its staged file this much at a time
+ROWS_PER_WRITE = 512  # and its CSV rows this many at a time
 INFLATE_STEP_BYTES = 1024 * 1024  # a compressed chunk is inflated this much at a time
 PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the week fails
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
@@ -182,6 +189,7 @@ FORMULA_TRIGGERS = frozenset("=+-@\t\r")  # OWASP CSV injection: cells a spreads
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 CSV_FORMAT = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"}
 SURROGATE = re.compile("[\ud800-\udfff]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 REPORT_NAME = re.compile(
     r"(?P<first>\d{4}-\d{2}-\d{2})_(?P<end>\d{4}-\d{2}-\d{2})"
     r"(?:\.(?P<fingerprint>[0-9a-f]{16}|[0-9a-f]{8}))?(?P<partial>\.partial)?\.(?P<extension>json|csv|xlsx)\Z"
@@ -205,6 +213,10 @@ class UsageError(ReportError):
 
 class AuthError(ReportError):
     """No token source is left that the gateway accepts (exit 3)."""
+
+
+class WrongGateway(ReportError):
+    """The URL answers, but not as the API gateway does (a redirect on login) (exit 2)."""
 
 
 class GatewayUnreachable(ReportError):
@@ -309,6 +321,7 @@ class RetryPolicy:
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 120.0  # a whole answer, first byte to last
     max_page_bytes: int = MAX_PAGE_BYTES
+    max_bytes_in_flight: int = MAX_BYTES_IN_FLIGHT  # all answers held at once, run-wide
 
     def backoff_seconds(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with jitter for the given 1-based attempt."""
@@ -685,7 +698,9 @@ class Progress:
 def secret_forms(secret: str) -> set:
     """The forms a secret can take in someone else's text: raw, URL-, JSON- and repr-encoded."""
     forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
-             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
+             repr(secret.encode("utf-8", "surrogatepass"))[2:-1],  # as http.client would print its bytes
+             repr(secret.encode("latin-1", "backslashreplace"))[2:-1]}
     forms |= {re.sub("%[0-9A-F]{2}", lambda match: match.group(0).lower(), form) for form in forms}
     return {form for form in forms if form}
 
@@ -726,16 +741,22 @@ class SecretFilter(logging.Filter):
         return pattern.sub("***", text) if pattern is not None else text
 
     def filter(self, record) -> bool:
-        message = self.redact(record.getMessage())
+        message = escape_controls(self.redact(record.getMessage()))
         details = record.exc_text or ""  # another handler may have formatted the traceback already
         if record.exc_info and not details:
             details = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         details = "\n".join(part for part in (details, record.stack_info) if part)
         if details:  # for the log file only, redacted too
-            record.traceback_text = self.redact(details)
+            record.traceback_text = "\n".join(escape_controls(line) for line in self.redact(details).split("\n"))
         record.exc_info = record.exc_text = record.stack_info = None
         record.msg, record.args = message, None
         return True
+
+
+def escape_controls(text: str) -> str:
+    """Show control characters and escape sequences as text (\\x1b, \\r, \\u202e), so that nothing the
+    gateway sends can drive a terminal: clear it, move the cursor, or fake a line."""
+    return CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def shorten(text: str, limit: int = 300) -> str:
@@ -745,7 +766,10 @@ def shorten(text: str, limit: int = 300) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for an error: our own errors and OS errors as they say, others with their type."""
+    """One line for an error: a usage error whole (its words are ours), other errors of ours and OS
+    errors as they say, others with their type; all cut short."""
+    if isinstance(exc, UsageError):
+        return shorten(str(exc), 1000)
     if isinstance(exc, (ReportError, OSError)):
         return shorten(str(exc) or type(exc).__name__)
     return shorten(f"{type(exc).__name__}: {exc}")
@@ -809,7 +833,7 @@ def open_log(logs_folder: str, stamp: str):
         name = f"weekly_report_{stamp}{'' if number == 1 else f'-{number}'}.log"
         path = os.path.join(logs_folder, name)
         try:
-            return open_new(path, "w", encoding="utf-8")
+            return open_new(path, "w", encoding="utf-8", errors="backslashreplace")
         except FileExistsError:
             if os.path.islink(path):
                 raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
@@ -820,8 +844,30 @@ def open_log(logs_folder: str, stamp: str):
     raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
-def configure_logging(settings: Settings, clock, progress: Progress, secrets: SecretFilter) -> list:
-    """Log to logs/weekly_report_<timestamp>.log and to the screen; return the handlers."""
+@contextlib.contextmanager
+def warnings_logged():
+    """While a run lasts, a library's warning (urllib3's SystemTimeWarning, say) is one log line,
+    said once, never raw text on stderr."""
+    said = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        key = (category.__name__, str(message))
+        if key not in said:
+            said.add(key)
+            log.warning("%s: %s", category.__name__, shorten(str(message)))
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+@contextlib.contextmanager
+def run_log(settings: Settings, clock, progress: Progress, secrets: SecretFilter):
+    """Log to logs/weekly_report_<timestamp>.log and to the screen while the block runs. The HTTP
+    library's own messages go to the log file only, redacted too (never raw onto the screen)."""
     logs_folder = Layout(settings.output_dir).logs
     os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
     stream = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
@@ -829,13 +875,21 @@ def configure_logging(settings: Settings, clock, progress: Progress, secrets: Se
     file_handler.setFormatter(FileFormatter("%(asctime)s %(levelname)s %(message)s"))
     screen_handler = ProgressHandler(progress)
     screen_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handlers = [file_handler, screen_handler]
-    for handler in handlers:
+    library = logging.getLogger("urllib3")
+    attached = [(log, file_handler), (log, screen_handler), (library, file_handler)]
+    for logger, handler in attached:
         handler.addFilter(secrets)
-        log.addHandler(handler)
+        logger.addHandler(handler)
     log.setLevel(logging.INFO)
-    log.propagate = False
-    return handlers
+    log.propagate, library_propagates, library.propagate = False, library.propagate, False
+    try:
+        yield
+    finally:
+        progress.finish()
+        library.propagate = library_propagates
+        for logger, handler in attached:
+            logger.removeHandler(handler)
+        file_handler.close()
 
 
 # --- HTTP ----------------------------------------------------------------------------
@@ -861,23 +915,40 @@ class BearerAuth(_AuthBase):
 REQUEST_WATCH = threading.local()  # .current: the Deadline of the request this thread is sending
 
 
+def underlying_socket(connection_socket):
+    """The socket.socket beneath a connection's socket: itself, or the one under urllib3's
+    SSLTransport (TLS inside the TLS of an https:// proxy); None when there is none to find."""
+    for _ in range(4):
+        if connection_socket is None or isinstance(connection_socket, socket.socket):
+            return connection_socket
+        connection_socket = getattr(connection_socket, "socket", None)
+    return None
+
+
 class Deadline:
     """Ends one request when its time is up: a timer shuts its socket down from outside.
 
-    A socket read waits only for the next byte, so a server that trickles one byte at a
-    time would keep a request alive forever; this bounds the whole answer instead."""
+    A socket read waits only for the next byte, so a server (or a proxy, answering CONNECT)
+    that trickles one byte at a time would keep a request alive forever; this bounds the
+    whole exchange instead, from the moment its connection opens to the answer's last byte."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        self.attached = False
+        self.unknown = ""  # the kind of a connection whose socket could not be found
         self._lock = threading.Lock()
         self._socket = None
         self._timer = None
 
-    def attach(self, sock) -> None:
-        """Start the clock on the socket that now waits for the answer (called by the connection)."""
+    def attach(self, connection_socket) -> None:
+        """Start the clock on the socket of the connection in use (called by the connection)."""
+        sock = underlying_socket(connection_socket)
+        if sock is None:
+            self.unknown = type(connection_socket).__name__
+            return
         with self._lock:
-            self._socket = sock
+            self._socket, self.attached = sock, True
             if self._timer is None and not self.expired:
                 self._timer = threading.Timer(self.seconds, self.expire)
                 self._timer.daemon = True
@@ -898,11 +969,18 @@ class Deadline:
 
     def _shut(self) -> None:
         sock = self._socket
-        if isinstance(sock, socket.socket):
+        if sock is not None:
             try:  # socket.socket's own shutdown: it works on a TLS socket another thread is reading
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def attach_deadline(connection_socket) -> None:
+    """Hand a connection's socket to the deadline of the request this thread is sending, if any."""
+    deadline = getattr(REQUEST_WATCH, "current", None)
+    if deadline is not None:
+        deadline.attach(connection_socket)
 
 
 class RequestWatch:
@@ -912,6 +990,7 @@ class RequestWatch:
         self._lock = threading.Lock()
         self._live = set()
         self._stopped = False
+        self._said_unattached = False
 
     @contextlib.contextmanager
     def deadline(self, seconds: float):
@@ -930,6 +1009,14 @@ class RequestWatch:
             with self._lock:
                 self._live.discard(deadline)
 
+    def answered_unwatched(self, deadline: Deadline) -> None:
+        """An answer came over a connection the deadline could not attach to: say so, once."""
+        with self._lock:
+            said, self._said_unattached = self._said_unattached, True
+        if not said:
+            log.warning("The per-request deadline (--read_timeout) cannot cut a connection of this kind (%s); "
+                        "only each read's own timeout bounds it", deadline.unknown or "not opened by this script")
+
     def abort_all(self) -> None:
         """Cut off every request in flight, and every later one (the run is stopping)."""
         with self._lock:
@@ -939,17 +1026,23 @@ class RequestWatch:
             deadline.expire()
 
 
-def watched_pool_classes() -> dict:
-    """urllib3 pool classes whose connections hand their socket to the thread's Deadline."""
-    def watched(connection_class):
-        class WatchedConnection(connection_class):
-            def getresponse(self, *args, **kwargs):
-                deadline = getattr(REQUEST_WATCH, "current", None)
-                if deadline is not None:
-                    deadline.attach(self.sock)
-                return super().getresponse(*args, **kwargs)
-        return WatchedConnection
+def watched(connection_class):
+    """A urllib3 connection class that hands its socket to the thread's Deadline: as soon as it is
+    opened (so a proxy's CONNECT answer is under the deadline too), and when it awaits an answer."""
+    class WatchedConnection(connection_class):
+        def _new_conn(self, *args, **kwargs):
+            sock = super()._new_conn(*args, **kwargs)
+            attach_deadline(sock)
+            return sock
 
+        def getresponse(self, *args, **kwargs):
+            attach_deadline(self.sock)
+            return super().getresponse(*args, **kwargs)
+    return WatchedConnection
+
+
+def watched_pool_classes() -> dict:
+    """urllib3 pool classes, direct or through an http(s) proxy, whose connections are watched."""
     class WatchedHTTPPool(urllib3.HTTPConnectionPool):
         ConnectionCls = watched(urllib3.connection.HTTPConnection)
 
@@ -959,8 +1052,23 @@ def watched_pool_classes() -> dict:
     return {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
 
+def watched_socks_pool_classes() -> dict:
+    """The same for a SOCKS proxy (requests[socks]: urllib3.contrib.socks, which needs PySocks)."""
+    from urllib3.contrib import socks as socks_pools
+
+    class WatchedSOCKSPool(socks_pools.SOCKSHTTPConnectionPool):
+        ConnectionCls = watched(socks_pools.SOCKSConnection)
+
+    class WatchedSOCKSHTTPSPool(socks_pools.SOCKSHTTPSConnectionPool):
+        ConnectionCls = watched(socks_pools.SOCKSHTTPSConnection)
+
+    return {"http": WatchedSOCKSPool, "https": WatchedSOCKSHTTPSPool}
+
+
 def make_session(workers: int):
-    """A requests session whose pool fits all workers and whose requests end at their deadline.
+    """A requests session whose pool fits all workers, whose requests end at their deadline through
+    every route (direct, http:// and https:// proxies, SOCKS), and which never follows a redirect
+    nor reads its body (requests would read a redirect's body whole, however large).
 
     It keeps what users rely on from the environment: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE."""
     pools = watched_pool_classes()
@@ -971,16 +1079,57 @@ def make_session(workers: int):
             self.poolmanager.pool_classes_by_scheme = pools
 
         def proxy_manager_for(self, proxy, **proxy_kwargs):
-            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-            if not proxy.lower().startswith("socks"):  # SOCKS pools keep their per-read timeout only
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)  # without PySocks: InvalidSchema
+            if proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = watched_socks_pool_classes()
+            else:
                 manager.pool_classes_by_scheme = pools
             return manager
 
-    session = requests.Session()
+    class ExportSession(requests.Session):
+        def get_redirect_target(self, response):
+            return None  # never followed: the caller says where it pointed
+
+    session = ExportSession()
     adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=workers + 2)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class ByteBudget:
+    """The bytes all answers in flight may hold together, run-wide, until each is processed.
+
+    An answer that would pass the budget waits for room, except the oldest one, which may always
+    grow (to the page cap), so the run can never deadlock; a wait ends with the request's deadline."""
+
+    def __init__(self, capacity: int):
+        self._capacity = capacity
+        self._held = {}  # ticket -> bytes held
+        self._tickets = itertools.count()
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """A claim on the budget for one answer, given back when the block ends."""
+        with self._changed:
+            ticket = next(self._tickets)
+            self._held[ticket] = 0
+        try:
+            yield functools.partial(self._grow, ticket)
+        finally:
+            with self._changed:
+                del self._held[ticket]
+                self._changed.notify_all()
+
+    def _grow(self, ticket: int, count: int) -> None:
+        with self._changed:
+            while sum(self._held.values()) + count > self._capacity and ticket != min(self._held):
+                deadline = getattr(REQUEST_WATCH, "current", None)
+                if deadline is not None and deadline.expired:
+                    raise TransientError("timed out waiting for room in the memory budget of answers in flight")
+                self._changed.wait(0.05)
+            self._held[ticket] += count
 
 
 def make_inflater(encoding: str):
@@ -994,11 +1143,12 @@ def make_inflater(encoding: str):
     raise TransientError(f"the answer uses Content-Encoding {encoding!r}, which was not asked for")
 
 
-def read_body(response, cap_bytes: int) -> bytearray:
+def read_body(response, cap_bytes: int, grow=None) -> bytearray:
     """Read a streamed body whole, inflating it in bounded steps; abandon it past cap_bytes.
 
     Whatever Content-Length or Content-Encoding claim, no more than cap_bytes of body (plus
-    one step) is ever held: a gzip bomb is stopped as its inflated bytes are counted."""
+    one step) is ever held: a gzip bomb is stopped as its inflated bytes are counted. grow
+    claims each piece from the run's ByteBudget before it is kept."""
     inflater = make_inflater(response.headers.get("Content-Encoding", "").strip().lower())
     body = bytearray()
     while True:
@@ -1008,6 +1158,8 @@ def read_body(response, cap_bytes: int) -> bytearray:
         for piece in ([data] if inflater is None else inflate(inflater, data)):
             if len(body) + len(piece) > cap_bytes:
                 raise PageTooLarge(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
+            if grow is not None:
+                grow(len(piece))
             body += piece
     if inflater is not None and (not inflater.eof or inflater.unused_data.strip()):
         raise TransientError("the compressed answer was cut short or has data after its end")
@@ -1025,6 +1177,20 @@ def inflate(inflater, data: bytes):
         yield piece
 
 
+@dataclasses.dataclass
+class Answer:
+    """One HTTP answer, its body read whole."""
+
+    status: int
+    reason: str
+    headers: object
+    body: bytearray
+    is_login: bool = False
+
+
+# --- Network trouble in words --------------------------------------------------------
+
+
 def exception_chain(exc):
     """Yield an exception and the exceptions behind it (causes, contexts, urllib3 reasons), bounded."""
     seen, pending = set(), [exc]
@@ -1038,35 +1204,100 @@ def exception_chain(exc):
         pending += [arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException)]
 
 
-def unreachable_reason(exc, host: str, port: int) -> str:
-    """Say, in words a person understands, why a gateway cannot be reached; '' if it may heal."""
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """The way to the gateway: its host and port, and the proxy in between (as requests picks it from
+    the environment: HTTPS_PROXY, ALL_PROXY, NO_PROXY), shown without its credentials."""
+
+    host: str
+    port: int
+    proxy: str = ""  # scheme://host:port, or '' when direct
+    proxy_variable: str = ""  # the environment variable that named it
+
+    @classmethod
+    def to(cls, url: str) -> "Route":
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url)) if requests else None
+        if not proxy:
+            return cls(parts.hostname or "", port)
+        variable = next((name for name in PROXY_VARIABLES if os.environ.get(name) == proxy), "the proxy settings")
+        shown = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        return cls(parts.hostname or "", port, f"{shown.scheme}://{shown.hostname}:{shown.port or ''}".rstrip(":"),
+                   variable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trouble:
+    """Why a request failed, in words: reason is '' when it may heal by itself; fatal when no retry
+    can help whatever the gateway did before (a proxy that wants a password, a missing package)."""
+
+    reason: str = ""
+    fatal: bool = False
+
+
+def describe_tls(error, host: str, now: dt.datetime) -> str:
+    """Advice that matches a failed TLS certificate check."""
+    code = getattr(error, "verify_code", None)
+    message = str(getattr(error, "verify_message", "") or error)
+    reading = now.strftime("%Y-%m-%d %H:%M UTC")
+    if code == 10 or "expired" in message:
+        return f"the TLS certificate of {host} has expired, or this machine's clock is wrong (it reads {reading})"
+    if code == 9 or "not yet valid" in message:
+        return f"the TLS certificate of {host} is not valid yet: is this machine's clock right? (it reads {reading})"
+    if code == 62 or "mismatch" in message or "doesn't match" in message:
+        return f"the TLS certificate is not for {host}: is the gateway URL right? (see the README's table)"
+    return (f"TLS certificate not trusted ({message}): behind a proxy that re-signs TLS, set "
+            "REQUESTS_CA_BUNDLE to its CA bundle (see the README)")
+
+
+def describe_proxy_trouble(text: str, route: Route) -> Trouble:
+    """What a proxy's refusal of the tunnel means (urllib3: 'Tunnel connection failed: 407 ...')."""
+    if " 407" in text:
+        return Trouble(f"the proxy {route.proxy} ({route.proxy_variable}) requires authentication (HTTP 407): "
+                       f"give it as http://user:password@host:port in {route.proxy_variable}", fatal=True)
+    said = shorten(text.split("failed:", 1)[-1], 80)
+    return Trouble(f"the proxy {route.proxy} ({route.proxy_variable}) would not connect to {route.host}:{route.port} "
+                   f"({said})")
+
+
+def network_trouble(exc, route: Route, now: dt.datetime) -> Trouble:
+    """Say, in words a person understands, why a request found no gateway to answer it."""
     for cause in exception_chain(exc):
+        text = str(cause)
+        if "Missing dependencies for SOCKS support" in text:
+            return Trouble(f"{route.proxy_variable} names a SOCKS proxy ({route.proxy}), which needs the PySocks "
+                           "package: .venv/bin/python -m pip install PySocks (requests says: Missing dependencies "
+                           "for SOCKS support.)", fatal=True)
+        if "CA certificate bundle" in text:
+            return Trouble(f"{shorten(text, 200)} (check REQUESTS_CA_BUNDLE)", fatal=True)
+        if "Tunnel connection failed" in text:
+            return describe_proxy_trouble(text, route)
         if isinstance(cause, socket.gaierror):
-            return f"cannot resolve {host}"
+            return Trouble(f"cannot resolve {route.proxy or route.host}")
         if isinstance(cause, ConnectionRefusedError):
-            return f"connection refused by {host}:{port}"
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return "TLS certificate not trusted: set REQUESTS_CA_BUNDLE, see README"
+            if route.proxy:
+                return Trouble(f"connection refused by the proxy {route.proxy} ({route.proxy_variable})")
+            return Trouble(f"connection refused by {route.host}:{route.port}")
+        if isinstance(cause, ssl.SSLCertVerificationError) or type(cause).__name__ == "CertificateError":
+            return Trouble(describe_tls(cause, route.host, now))  # urllib3 1.26 checks names itself
         if requests is not None and isinstance(cause, requests.exceptions.ConnectTimeout):
-            return f"no answer from {host}:{port} (connect timeout; a firewall or a wrong address?)"
-    return ""
+            where = f"the proxy {route.proxy}" if route.proxy else f"{route.host}:{route.port}"
+            return Trouble(f"no answer from {where} (connect timeout; a firewall or a wrong address?)")
+    library = next((cause for cause in exception_chain(exc) if type(cause) is ValueError), None)
+    if library is not None:  # urllib3 or ssl gave up on the connection itself (an old urllib3's bug, say)
+        return Trouble(f"the HTTP library could not make the connection ({shorten(str(library), 120)}; urllib3 "
+                       f"{getattr(urllib3, '__version__', '?')})")
+    return Trouble()
 
 
 def network_errors() -> tuple:
     """What a request and the reading of its body may raise when the network misbehaves."""
     return (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
-            OSError)
-
-
-@dataclasses.dataclass
-class Answer:
-    """One HTTP answer, its body read whole."""
-
-    status: int
-    reason: str
-    headers: object
-    body: bytearray
-    is_login: bool = False
+            OSError, ValueError)  # ValueError: what an old urllib3 raises for a TLS proxy it cannot use
 
 
 # --- Pacing and tokens ---------------------------------------------------------------
@@ -1179,6 +1410,22 @@ def rate_limit_wait(headers, now: dt.datetime):
     return 60.0, "no wait header"
 
 
+def token_problem(token: str) -> str:
+    """What keeps a token from being sent as it should be ('' when nothing does): quotes or a
+    'Bearer ' kept from an env file, or a character an HTTP header cannot carry."""
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
+        return "is in quotes (docker --env-file and some .env files keep them): remove the quotes"
+    if token[:7].lower() == "bearer ":
+        return "starts with 'Bearer ': give the token alone"
+    for char in token:
+        if ord(char) > 0xFF:
+            return (f"holds {unicodedata.name(char, 'a character').lower()} (U+{ord(char):04X}), which an HTTP "
+                    "header cannot carry: was it cut short when it was copied?")
+        if unicodedata.category(char) == "Cc" or char.isspace():
+            return "holds a line break, a space or a control character: copy it again, as one line"
+    return ""
+
+
 class TokenBroker:
     """Hands all workers one token, and moves to the next source when the gateway rejects it.
 
@@ -1201,6 +1448,7 @@ class TokenBroker:
         self._proven = False
         self._refused_logins = 0
         self._failures = []
+        self._unusable = []  # sources whose token could not even be sent
         self._error = None
 
     def current(self) -> str:
@@ -1246,8 +1494,13 @@ class TokenBroker:
         return "the login" if self._from_login else self._current_label
 
     def _advance(self) -> None:
-        if self._sources:
+        while self._sources:
             label, token = self._sources.pop(0)
+            problem = token_problem(token)
+            if problem:  # never sent: one line, then the next source
+                log.warning("The token from %s cannot be used: it %s", label, problem)
+                self._unusable.append(f"{label} {problem}")
+                continue
             log.info("Using the token from %s", label)
             self._token, self._current_label, self._from_login, self._proven = token, label, False, False
             return
@@ -1268,11 +1521,13 @@ class TokenBroker:
         self._login_time = self._clock.monotonic()
 
     def _failure_message(self) -> str:
+        unusable = "; ".join(self._unusable)
         if not self._failures:
-            return ("no token: set QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD, "
-                    "or paste a token into EMBEDDED_TOKEN in the script")
-        return ("the gateway refused every token (" + "; ".join(self._failures) + "). Set a fresh "
-                "QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
+            return (f"no usable token ({unusable})" if unusable else "no token") + (
+                ": set QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD, or paste a token into EMBEDDED_TOKEN "
+                "in the script")
+        return ("the gateway refused every token (" + "; ".join(self._failures) + (f"; {unusable}" if unusable else "")
+                + "). Set a fresh QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
 
 
 # --- Reading pages -------------------------------------------------------------------
@@ -1478,7 +1733,9 @@ def read_report(path: str):
     yield from containers
 
 
-# --- Gateway client ------------------------------------------------------------------
+
+
+# --- The gateway's clock -------------------------------------------------------------
 
 
 def http_date(value):
@@ -1531,6 +1788,9 @@ def describe_duration(span: dt.timedelta) -> str:
     return plural(int(seconds), "second")
 
 
+# --- Gateway client ------------------------------------------------------------------
+
+
 def gateway_message(answer, redact) -> str:
     """The gateway's own short error text (its message or error field), redacted first, then cut.
 
@@ -1571,13 +1831,55 @@ def next_cursor(headers):
     return None
 
 
+def redirect_target(answer, redact) -> str:
+    """Where a redirect points, as it can be shown."""
+    return shorten(redact(answer.headers.get("Location") or "nowhere (no Location header)"), 120)
+
+
+def check_status(answer, route: Route, redact, now: dt.datetime) -> None:
+    """Raise what a list answer's status means, unless it is a page (2xx) or a refused token."""
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    if status == 429:
+        raise RateLimited(*rate_limit_wait(answer.headers, now))
+    if status in RETRYABLE_STATUSES:
+        raise TransientError(f"HTTP {status}")
+    if status == 407:
+        raise GatewayUnreachable(describe_proxy_trouble("failed: 407", route).reason)
+    if 300 <= status < 400:
+        raise WeekFailed(f"HTTP {status}: the gateway redirects to {redirect_target(answer, redact)}, which is not "
+                         "followed (is GATEWAY the API gateway? see the README's table)")
+    raise WeekFailed(f"HTTP {status} {gateway_message(answer, redact)}".rstrip())
+
+
+def login_token(answer, auth_url: str, redact, now: dt.datetime) -> str:
+    """The JWT a login answered with; raise what the answer means when it is none."""
+    status, body = answer.status, bytes(answer.body).strip()
+    if status == 429:
+        raise RateLimited(*rate_limit_wait(answer.headers, now))
+    if 300 <= status < 400:
+        raise WrongGateway(f"the login at {auth_url} answered HTTP {status}, a redirect to "
+                           f"{redirect_target(answer, redact)}: this URL is probably not the API gateway "
+                           "(see the README's table)")
+    if status in RETRYABLE_STATUSES or (200 <= status < 300 and not body):
+        raise TransientError(f"HTTP {status}" + (" without a token in its body" if status < 300 else ""))
+    if not 200 <= status < 300:
+        raise AuthError(f"login failed: HTTP {status} {gateway_message(answer, redact)}".rstrip()
+                        + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
+    token = body.decode("utf-8", "replace")
+    if len(body) > MAX_TOKEN_BYTES or token_problem(token):
+        kind = "an HTML page" if body[:1] == b"<" or "html" in answer.headers.get("Content-Type", "") else "text"
+        raise AuthError(f"the login at {auth_url} answered HTTP {status} with {kind}, not a token: the URL is "
+                        "probably the Qualys UI or a single-sign-on page, not the API gateway (see the README's table)")
+    return token
+
+
 class GatewayClient:
     """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
 
     def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, rng=None):
-        parts = urlsplit(settings.gateway)
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.route = Route.to(settings.gateway + API_PATH)
         self.list_url = settings.gateway + API_PATH
         self.auth_url = settings.gateway + AUTH_PATH
         self.session = session
@@ -1589,6 +1891,8 @@ class GatewayClient:
         self.stop = stop
         self.pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)
         self.watch = RequestWatch()
+        self.budget = ByteBudget(self.policy.max_bytes_in_flight)
+        self._probe = threading.Lock()  # until the gateway has answered once, one request finds out
         login = None
         if settings.username and settings.password:
             login = functools.partial(self.log_in, settings.username, settings.password)
@@ -1604,6 +1908,14 @@ class GatewayClient:
         params = {"filter": query, "limit": PAGE_LIMIT}
         if cursor:
             params["paginationQuery"] = cursor
+        with self._until_answered():
+            try:
+                return self._with_retries(params, consume, label)
+            except (AuthError, GatewayUnreachable, WrongGateway):
+                self.stop.set()  # no retry can help: the other workers stop before they send
+                raise
+
+    def _with_retries(self, params, consume, label: str):
         attempt, retry_waited, limit_waited = 0, 0.0, 0.0
         while True:
             self.check_stop()
@@ -1612,21 +1924,35 @@ class GatewayClient:
             except TokenRejected:
                 continue
             except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, label, limit_waited)
+                limit_waited = self._after_rate_limit(exc, f"Week {label}", limit_waited)
             except TransientError as exc:
                 attempt += 1
                 retry_waited = self._after_failure(exc, f"Week {label}", attempt, retry_waited)
+
+    @contextlib.contextmanager
+    def _until_answered(self):
+        """Until the gateway has answered once, let one request (and its retries) find out whether it
+        can be reached at all, while the others wait: a gateway that cannot be costs a few lines."""
+        held = False
+        while not self.answered and not held:
+            self.check_stop()
+            held = self._probe.acquire(timeout=0.1)
+        try:
+            yield
+        finally:
+            if held:
+                self._probe.release()
 
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise RunStopping("the run stopped")
 
-    def _after_rate_limit(self, exc: RateLimited, label: str, waited: float) -> float:
+    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
         waited += wait
         if waited > self.policy.max_total_rate_limit_wait_seconds:
             raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
-        log.warning("Week %s: %s; every worker waits %.0fs", label, exc, wait)
+        log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
         self.pacer.hold(wait)
         self._wait(wait, "rate limit")
         return waited
@@ -1655,81 +1981,79 @@ class GatewayClient:
         sent_at = self.pacer.wait_turn(self.stop)
         self.check_stop()
         token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
-        answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token))
-        status = answer.status
-        self.pacer.learn(answer.headers, sent_at, rate_limited=status == 429)
-        if status in TOKEN_STATUSES:
-            self.tokens.rejected(token, f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
-            raise TokenRejected()
-        if status == 429:
-            raise RateLimited(*rate_limit_wait(answer.headers, self.clock.now()))
-        if status in RETRYABLE_STATUSES:
-            raise TransientError(f"HTTP {status}")
-        if not 200 <= status < 300:
-            raise WeekFailed(f"HTTP {status} {gateway_message(answer, self.redact)}".rstrip())
-        self.tokens.accepted(token)
-        if status == 204:
-            return consume(None), None
-        cursor = next_cursor(answer.headers)
-        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
-        try:
-            return consume(text), cursor
-        except NotAPage as exc:  # what the gateway said, redacted before it is cut
-            said = shorten(self.redact(exc.gateway_text), 200)
-            raise TransientError(f"{exc}{': ' + said if said else ''}") from None
+        with self.budget.hold() as grow:  # the answer's bytes count until its page is processed
+            answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token),
+                               grow=grow)
+            self.pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
+            if answer.status in TOKEN_STATUSES:
+                self.tokens.rejected(token, f"HTTP {answer.status} {gateway_message(answer, self.redact)}".rstrip())
+                raise TokenRejected()
+            check_status(answer, self.route, self.redact, self.clock.now())
+            self.tokens.accepted(token)
+            if answer.status == 204:
+                return consume(None), None
+            cursor = next_cursor(answer.headers)
+            text, answer = page_text(answer.body), None  # the bytes go before the page is walked
+            try:
+                return consume(text), cursor
+            except NotAPage as exc:  # what the gateway said, redacted before it is cut
+                said = shorten(self.redact(exc.gateway_text), 200)
+                raise TransientError(f"{exc}{': ' + said if said else ''}") from None
 
-    def send(self, method: str, url: str, **options) -> Answer:
-        """One HTTP exchange, its body read whole, all under one deadline; network trouble is transient."""
+    def send(self, method: str, url: str, grow=None, **options) -> Answer:
+        """One HTTP exchange, its body read whole (a redirect's never), all under one deadline;
+        network trouble is transient, unless no retry can help (GatewayUnreachable at once)."""
         with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
             try:
                 response = self.session.request(  # each read's own timeout is only a backstop to the deadline
                     method, url, stream=True, allow_redirects=False,
                     timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
-                self.answered = True
+                self.answered = self.answered or response.status_code != 407  # a 407 is the proxy's
                 self.gateway_clock.saw(response.headers.get("Date"))
                 try:
-                    body = read_body(response, self.policy.max_page_bytes)
+                    redirect = 300 <= response.status_code < 400
+                    body = bytearray() if redirect else read_body(response, self.policy.max_page_bytes, grow)
                 finally:
                     response.close()
             except network_errors() as exc:
                 raise self._network_problem(exc, deadline) from None
             if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
                 raise self._network_problem(None, deadline)
+            if not deadline.attached:
+                self.watch.answered_unwatched(deadline)
         return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
 
-    def _network_problem(self, exc, deadline) -> TransientError:
+    def _network_problem(self, exc, deadline) -> ReportError:
         if deadline.expired:
             return TransientError(f"timed out: no whole answer within --read_timeout "
                                   f"({self.policy.read_timeout_seconds:g}s)")
-        reason = unreachable_reason(exc, self.host, self.port)
+        trouble = network_trouble(exc, self.route, self.clock.now())
+        if trouble.fatal:
+            return GatewayUnreachable(trouble.reason)
         timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
         problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
-                                 f"({type(exc).__name__}{': ' + reason if reason else ''})")
-        problem.unreachable = reason
+                                 f"({type(exc).__name__}{': ' + trouble.reason if trouble.reason else ''})")
+        problem.unreachable = trouble.reason
         return problem
 
     def log_in(self, username: str, password: str) -> str:
-        """POST /auth and return the JWT; raise AuthError for refused credentials.
-
-        5xx and network trouble are retried like any page; when the retries run out the
-        week fails (or, if the gateway never answered, the run stops)."""
-        attempt, waited = 0, 0.0
+        """POST /auth and return the JWT; raise AuthError for refused credentials or an answer that
+        is no token, WrongGateway for a redirect. 5xx and network trouble are retried like any page,
+        a 429 is waited out like a page's; when the retries run out the week fails (or, if the
+        gateway never answered, the run stops)."""
+        attempt, waited, limit_waited = 0, 0.0, 0.0
         while True:
             self.check_stop()
-            attempt += 1
             try:
                 answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
                                    data={"username": username, "password": password, "token": "true"})
-                if 200 <= answer.status < 300 and 0 < len(answer.body.strip()) <= MAX_TOKEN_BYTES:
-                    log.info("Logged in as QUALYS_USERNAME")
-                    return bytes(answer.body).decode("utf-8", "replace").strip()
-                if 200 <= answer.status < 300:
-                    raise TransientError(f"HTTP {answer.status} without a token in its body")
-                if answer.status not in RETRYABLE_STATUSES:
-                    raise AuthError(f"login failed: HTTP {answer.status} {gateway_message(answer, self.redact)}"
-                                    .rstrip() + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
-                raise TransientError(f"HTTP {answer.status}")
+                token = login_token(answer, self.auth_url, self.redact, self.clock.now())
+                log.info("Logged in as QUALYS_USERNAME")
+                return token
+            except RateLimited as exc:
+                limit_waited = self._after_rate_limit(exc, "Login", limit_waited)
             except TransientError as exc:
+                attempt += 1
                 try:
                     waited = self._after_failure(exc, "Login", attempt, waited)
                 except WeekFailed as failure:
@@ -2040,9 +2364,17 @@ def clean_temp(layout: Layout) -> int:
     for folder in (layout.temp, layout.reports, layout.csvs, layout.workbooks):
         for name in os.listdir(folder) if os.path.isdir(folder) else ():
             if TEMP_NAME.match(name):
-                remove_quietly(os.path.join(folder, name))
+                remove_staged(os.path.join(folder, name))
                 removed += 1
     return removed
+
+
+def remove_staged(path: str) -> None:
+    """Remove a staged file, or a staging folder of ours (a workbook library's temp files) whole."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        remove_quietly(path)
 
 
 # --- Workbooks -----------------------------------------------------------------------
@@ -2078,10 +2410,19 @@ def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows
     Text is always a string cell (never guessed, never a formula), times are UTC dates,
     JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
     xlsxwriter = import_xlsxwriter()
+    library_folder = os.path.join(temp_folder, temp_name("xlsxwriter"))  # its temp files, named as ours
+    os.mkdir(library_folder, FOLDER_MODE)
+    try:
+        return write_sheets(xlsxwriter.Workbook(stream, {
+            "constant_memory": True, "tmpdir": library_folder, "strings_to_numbers": False,
+            "strings_to_formulas": False, "strings_to_urls": False}), json_path, columns, sheet_name, max_rows)
+    finally:
+        shutil.rmtree(library_folder, ignore_errors=True)
+
+
+def write_sheets(workbook, json_path, columns, sheet_name, max_rows) -> int:
+    """Write the rows of a weekly JSON into the workbook's sheets and close it; return rows."""
     flattener = RowFlattener(columns, typed=True)
-    workbook = xlsxwriter.Workbook(stream, {"constant_memory": True, "tmpdir": temp_folder,
-                                            "strings_to_numbers": False, "strings_to_formulas": False,
-                                            "strings_to_urls": False})
     time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
     sheets, sheet, row_number, total = 0, None, max_rows, 0
     for container in read_report(json_path):
@@ -2219,10 +2560,10 @@ class Fragment:
                     stats.duplicates += 1
                     continue
                 new_keys.add(key)
-            raw = text[start:end]  # what the gateway sent; one line per container, so minus line breaks
-            json_out.write((raw if one_line else raw.replace("\n", "").replace("\r", "")).encode("utf-8") + b",\n")
+            write_raw(json_out, text, start, end, one_line)
             container_rows = flatten(container)
-            csv_out.write(self._rows_text.encode(container_rows))
+            for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
+                csv_out.write(self._rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
             stats.rows += len(container_rows)
             stats.written += 1
         stats.new_uuids = len(new_keys) + len(new_outside)
@@ -2243,6 +2584,15 @@ class Fragment:
 
     def discard(self) -> None:
         self.__exit__(None, None, None)
+
+
+def write_raw(stream, text: str, start: int, end: int, one_line: bool) -> None:
+    """Write text[start:end], a container exactly as the gateway sent it, as one line and ','. A large
+    one goes in pieces, so that it is never copied whole (a slice, then its bytes, then with ',')."""
+    for low in range(start, end, RAW_PIECE_CHARACTERS):
+        piece = text[low:min(low + RAW_PIECE_CHARACTERS, end)]
+        stream.write((piece if one_line else piece.replace("\n", "").replace("\r", "")).encode("utf-8"))
+    stream.write(b",\n")
 
 
 def close_json_array(stream, containers: int) -> None:
@@ -2373,7 +2723,7 @@ def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, w
     return containers, rows
 
 
-# --- Done weeks --------------------------------------------------------------------
+# --- Done weeks ----------------------------------------------------------------------
 
 
 def report_damage(path: str) -> str:
@@ -2609,7 +2959,7 @@ class Exporter:
                                 start_ms=chain.start_ms, end_ms=chain.end_ms)
             split = self._page_through(chain, fragment)
         except BaseException as exc:
-            fatal = isinstance(exc, (AuthError, GatewayUnreachable)) or not isinstance(exc, Exception)
+            fatal = isinstance(exc, (AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
                 self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
             self._chain_ended(chain, fragment, *chain_ending(week.job.week, exc))
@@ -2714,7 +3064,7 @@ class Exporter:
 def chain_ending(week: Week, exc: BaseException) -> tuple:
     """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
     traceback goes to the log file only."""
-    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable)) or not isinstance(exc, Exception):
+    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception):
         return Ending.UNFINISHED, "the run stopped"
     if isinstance(exc, WeekFailed):
         return Ending.FAILED, str(exc)
@@ -2964,7 +3314,7 @@ def run_and_report(settings: Settings, session, clock, progress, secrets):
         log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
                  settings.gateway or "(none)", os.path.abspath(settings.output_dir))
         execute(settings, session, clock, progress, secrets, summary)
-    except (AuthError, GatewayUnreachable, KeyboardInterrupt) as exc:  # the run stopped early: still summarized
+    except (AuthError, GatewayUnreachable, WrongGateway, KeyboardInterrupt) as exc:  # stopped early: summarized
         summary.stopped_by = Interrupted.of(exc) if isinstance(exc, KeyboardInterrupt) else exc
     except (FolderBusyError, UsageError, OSError) as exc:
         log.error("%s", describe_error(exc))
@@ -2973,17 +3323,21 @@ def run_and_report(settings: Settings, session, clock, progress, secrets):
         log.error("Stopped by an unexpected error %s", describe_error(exc), exc_info=exc)
         return exc
     summary.seconds = clock.monotonic() - started
-    log_stop(summary.stopped_by)
+    log_stop(summary)
     log.info("%s", summary.line())
     return summary
 
 
-def log_stop(stopped_by) -> None:
+def log_stop(summary: Summary) -> None:
     """Say in one line why a run stopped early."""
+    stopped_by = summary.stopped_by
     if isinstance(stopped_by, AuthError):
         log.error("Authentication failed, stopping: %s", stopped_by)
     elif isinstance(stopped_by, GatewayUnreachable):
-        log.error("Cannot reach the gateway, stopping: %s. No report was written", stopped_by)
+        kept = "finished weeks are kept" if summary.fetched else "No report was written"
+        log.error("Cannot reach the gateway, stopping: %s. %s", stopped_by, kept)
+    elif isinstance(stopped_by, WrongGateway):
+        log.error("Wrong gateway, stopping: %s", stopped_by)
     elif isinstance(stopped_by, Interrupted):
         log.error("Stopped by %s; finished weeks are kept, unfinished ones are fetched next run", stopped_by.name)
 
@@ -2999,7 +3353,7 @@ def exit_code(outcome) -> int:
         return EXIT_OK
     if isinstance(outcome, KeyboardInterrupt):
         return EXIT_SIGNAL_BASE + Interrupted.of(outcome).signum
-    if isinstance(outcome, UsageError):
+    if isinstance(outcome, (UsageError, WrongGateway)):
         return EXIT_USAGE
     if isinstance(outcome, AuthError):
         return EXIT_AUTH
@@ -3148,16 +3502,25 @@ errors:
                        read is kept. Items of data that are not objects are dropped
   the clocks           the gateway's Date is compared with this machine's clock (a
                        warning past 5 minutes): a week is final only once it ended 24
-                       hours before both, and one not begun by the gateway's is not fetched
+                       hours before both; one not begun by the gateway's is not fetched
   a damaged JSON       a final JSON that is empty, cut short or not an array is kept
                        aside as <name>.damaged and its week fetched again; a done week's
                        missing CSV (or with --xlsx workbook) is rebuilt from its JSON
-  a stalled answer     --read_timeout bounds a whole answer, first byte to last (10 s
-                       more to connect); an answer past 256 MiB (inflated) is dropped
+  a stalled answer     --read_timeout bounds a whole exchange, from its connection
+                       (a proxy's CONNECT answer included) to its last byte, through
+                       any route: direct, an http:// or https:// proxy, SOCKS (10 s
+                       more to connect); an answer past 256 MiB (inflated) is dropped,
+                       and answers in flight hold at most 256 MiB together
+  a redirect           never followed, nor its body read: the week fails, naming where
+                       it pointed; on the login it stops the run (exit 2): a wrong URL
   no progress          3 pages in a row without a new container fail the week
   unreachable          when the gateway has never answered this run and cannot be
                        reached (unknown name, refused connection, untrusted
-                       certificate, no answer to connect): one line, exit 1
+                       certificate, no answer to connect): until it has answered once
+                       one request finds out, then one line, exit 1. A proxy that wants
+                       a password (407) or a SOCKS proxy without PySocks stop at once
+  a bad token          quotes, a 'Bearer ' prefix, a line break or a character an HTTP
+                       header cannot carry: one line naming the source, then the next
   a failed week        nothing is written for it; the others go on; exit 1; the next
                        run fetches it again
   a full disk          the week fails and its temp files are removed; a log file that
@@ -3323,8 +3686,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_not_utf8(args, environ) -> None:
+    """Refuse, in one line, text that held bytes that are not UTF-8 (a Latin-1 crontab, say): the OS
+    hands them over as surrogates, which no request, file name or log could carry."""
+    shown = {"GATEWAY": args.gateway, "--optional_filter": args.optional_filter, "--csv_columns": args.csv_columns,
+             "--start_date": args.start_date, "--end_date": args.end_date,
+             "QUALYS_GATEWAY": environ.get("QUALYS_GATEWAY")}
+    hidden = {name: environ.get(name) for name in ("QUALYS_USERNAME", "QUALYS_PASSWORD")}
+    for name, value in list(shown.items()) + list(hidden.items()):
+        if value and SURROGATE.search(value):
+            said = f": {escape_controls(value.encode('utf-8', 'surrogateescape').decode('latin-1'))!r}" \
+                if name in shown else ""
+            raise UsageError(f"{name} holds bytes that are not UTF-8 (was it written in Latin-1, in a crontab "
+                             f"say?){said}")
+
+
+def check_ca_bundle(environ) -> None:
+    """Refuse a CA bundle that requests would be told to use but cannot: one line that names it."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # requests takes the first one set
+        path = environ.get(name)
+        if path:
+            if not os.path.exists(path):
+                raise UsageError(f"{name} names {path!r}, which does not exist")
+            if not os.access(path, os.R_OK):
+                raise UsageError(f"{name} names {path!r}, which cannot be read")
+            return
+
+
 def settings_from(args, environ, embedded_token: str) -> Settings:
     """Validate the parsed arguments and combine them with the environment."""
+    check_not_utf8(args, environ)
     if (args.start_date is None) != (args.end_date is None):
         raise UsageError("give both --start_date and --end_date, or neither")
     start_date = end_date = None
@@ -3350,6 +3741,8 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
     if not gateway and not (args.rebuild_csv or args.dry_run):
         raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
                          "(see --help)")
+    if not (args.rebuild_csv or args.dry_run):
+        check_ca_bundle(environ)
     return Settings(
         gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
         csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=args.workers,
@@ -3365,7 +3758,7 @@ def requests_missing() -> UsageError:
     return UsageError("the 'requests' package is missing. Either run the script with the virtual environment "
                       "(python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt, then "
                       ".venv/bin/python weeklycontainerreport.py ...), or install your distribution's "
-                      "python3-requests package (apt install python3-requests)")
+                      "python3-requests package (apt install python3-requests, or dnf install python3-requests)")
 
 
 def check_dependencies(settings: Settings) -> None:
@@ -3377,7 +3770,10 @@ def check_dependencies(settings: Settings) -> None:
 
 
 def print_plan(settings: Settings, clock) -> None:
-    """--dry_run: print the plan; a reader that stops early (| head) is no error."""
+    """--dry_run: print the plan; a reader that stops early (| head), or a terminal that cannot show
+    a character (shown escaped instead), is no error."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         describe_plan(settings, clock, sys.stdout)
         sys.stdout.flush()
@@ -3389,14 +3785,8 @@ def run_logged(settings: Settings, session, clock):
     """Run with the screen, the redaction of secrets and the run log set up; return the outcome."""
     secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
     progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-    handlers = configure_logging(settings, clock, progress, secrets)
-    try:
+    with run_log(settings, clock, progress, secrets), warnings_logged():
         return run_and_report(settings, session, clock, progress, secrets)
-    finally:
-        progress.finish()
-        for handler in handlers:
-            log.removeHandler(handler)
-            handler.close()
 
 
 def refused(exc: BaseException):

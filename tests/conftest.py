@@ -103,6 +103,9 @@ WEEK_FILE = f"{NAME}.json"
 CSV_FILE = f"{NAME}.csv"
 
 
+QUERY = f"created:[{epoch_ms(dt.date(2025, 9, 1))} ... {epoch_ms(dt.date(2025, 9, 8)) - 1}]"  # that week's
+
+
 def fill_week(gateway, count=300):
     """Put count containers into the week of 2025-09-01; return their uuids."""
     gateway.generate(count, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
@@ -166,3 +169,21 @@ def run_script(gateway_url, folder, *args, token=DEMO_TOKEN, **popen):
     env = dict(os.environ, QUALYS_TOKEN=token)
     return subprocess.Popen([sys.executable, SCRIPT, gateway_url, *args, "--output_dir", str(folder)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+# --- One client, as a run builds it ------------------------------------------------------------------
+
+
+def client_for(url, clock=None, **policy):
+    """A gateway client built as a run builds it, with the given retry policy; returns (client, session)."""
+    settings = wcr.Settings(gateway=url, policy=wcr.RetryPolicy(**policy), env_token=DEMO_TOKEN)
+    session = wcr.make_session(2)
+    client = wcr.GatewayClient(settings=settings, session=session, clock=clock or FakeClock(),
+                               progress=wcr.Progress(io.StringIO(), False), secrets=wcr.SecretFilter(),
+                               stop=threading.Event())
+    return client, session
+
+
+def keep_count(text):
+    """A page consumer that keeps nothing and counts the page's items."""
+    return sum(1 for _ in wcr.walk_page(text)) if text is not None else 0

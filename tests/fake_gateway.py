@@ -27,6 +27,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -54,7 +55,7 @@ WAIT_HEADERS = ("towait", "retry-after", "retry-after-date", "both", "none")
 # Faults taken by one call each (times says how many): what that answer does instead.
 CALL_FAULTS = ("status", "reset", "truncate", "html", "badjson", "slow", "429", "expire", "401", "403",
                "trickle", "trickle-headers", "bomb", "limit-headers", "garbled", "after-pages", "not-a-page",
-               "items")
+               "items", "redirect")
 NOT_A_PAGE = {"errorCode": "SERVICE_UNAVAILABLE", "message": "Container Security is under maintenance"}
 # Faults that change the gateway's behaviour while they last (times=-1 by default: for good).
 BEHAVIOUR_FAULTS = ("repeat-cursor", "fresh-cursors", "ignore-ranges", "touch", "close", "revoke",
@@ -275,7 +276,8 @@ class Fault:
     pages: int = 0  # "after-pages": waits (at most 10 s) until this many pages went out; "close", "revoke"
     path: str = LIST_PATH  # the endpoint whose calls it matches: the list, or AUTH_PATH for the login
     uuids: frozenset = frozenset()  # for "touch"
-    body: object = None  # "not-a-page": the JSON object answered with 200 (NOT_A_PAGE when None);
+    body: object = None  # "not-a-page": the JSON object answered with 200 (NOT_A_PAGE when None); "status":
+    # a JSON error body instead of an HTML page;
     # "items": JSON texts served in the page's data after its containers (items that are not containers)
 
     def __post_init__(self):
@@ -310,8 +312,9 @@ def secret_echoes(secret: str) -> list:
 class FakeGateway:
     """The fake gateway: a store of containers, switches, and a log of the calls it got."""
 
-    def __init__(self, seed: int = 7, vulns_per_container: int = 4, software_per_vuln: int = 2):
+    def __init__(self, seed: int = 7, vulns_per_container: int = 4, software_per_vuln: int = 2, tls: str = ""):
         self.seed = seed
+        self.tls = tls  # a PEM file with the certificate and key to serve https with (tests/tls/)
         self.vulns_per_container = vulns_per_container
         self.software_per_vuln = software_per_vuln
         self.lock = threading.RLock()
@@ -450,6 +453,11 @@ class FakeGateway:
     def start(self) -> "FakeGateway":
         self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.gateway = self
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True).start()
         return self
 
@@ -466,7 +474,7 @@ class FakeGateway:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
 
     def echo(self, *secrets) -> str:
         """A message that repeats the given secrets in every encoding (with an "echo-secrets" fault)."""
@@ -585,7 +593,9 @@ class FakeGateway:
 
     def serve_fault(self, handler, fault: Fault, token) -> bool:
         """Misbehave as the fault says; True when the answer has been given."""
-        if fault.kind == "status":
+        if fault.kind == "status" and fault.body is not None:  # a JSON error body, as the gateway's own
+            send_json(handler, fault.status, fault.body)
+        elif fault.kind == "status":
             send(handler, fault.status, b"<html><body>Bad gateway</body></html>", {"Content-Type": "text/html"})
         elif fault.kind == "reset":
             handler.close_connection = True
@@ -607,6 +617,12 @@ class FakeGateway:
             send_json(handler, 403, {"errorCode": "403 FORBIDDEN", "message": "Access denied", "timestamp": 0})
         elif fault.kind in ("trickle", "trickle-headers"):
             trickle(handler, fault.seconds, headers_too=fault.kind == "trickle-headers")
+        elif fault.kind == "redirect":  # a redirect whose body is a gzip bomb (size > 0) or never ends
+            location = {"Location": "https://qualysguard.qg2.apps.qualys.com/portal-front/login"}
+            if fault.size:
+                send(handler, 302, gzip_bomb(fault.size), dict(location, **{"Content-Encoding": "gzip"}))
+            else:
+                endless_body(handler, 302, location)
         elif fault.kind == "not-a-page":  # a 200 whose JSON object has no data array
             send_json(handler, 200, NOT_A_PAGE if fault.body is None else fault.body)
         elif fault.kind == "bomb":
@@ -796,6 +812,22 @@ def send_json(handler, status: int, body, headers=None) -> None:
     send(handler, status, json.dumps(body).encode(), dict(headers or {}, **{"Content-Type": "application/json"}))
 
 
+def endless_body(handler, status: int, headers: dict, give_up_after: float = 20.0) -> None:
+    """Answer with headers, then a body that goes on as fast as it is read, for a long time."""
+    handler.close_connection = True
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "text/html")
+    handler.end_headers()
+    stop, block = time.monotonic() + give_up_after, b"<p>redirecting</p>" * 4096
+    try:
+        while time.monotonic() < stop:
+            handler.wfile.write(block)
+    except OSError:
+        pass  # the client hung up, as it should
+
+
 def trickle(handler, seconds: float, headers_too: bool, give_up_after: float = 20.0) -> None:
     """Answer one byte every `seconds`, for a long time: the body (and the headers, if asked) never end."""
     handler.close_connection = True
@@ -829,6 +861,14 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self):
+        if hasattr(self.request, "do_handshake"):  # https: the handshake in this thread, bounded
+            self.request.settimeout(5)
+            try:
+                self.request.do_handshake()
+            except (OSError, ssl.SSLError):
+                self.request.close()
+                raise
+            self.request.settimeout(None)
         super().setup()
         # Headers and body go out in two writes; without this, Nagle holds a small body back
         # until the client's delayed ACK (40 ms), on every error answer and small page.

@@ -168,15 +168,17 @@ def test_a_token_refused_mid_run_keeps_the_finished_weeks_and_still_summarizes(r
 def test_a_week_whose_last_page_arrived_is_published_though_the_token_dies_meanwhile(workdir, clock):
     big = FakeGateway(vulns_per_container=4, software_per_vuln=100).start()  # one page takes a while to write
     try:
+        big.add_container(ms(2025, 8, 26), name="a small week first")
         big.generate(240, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
         big.add_container(ms(2025, 9, 9), name="the other week")
-        big.faults = [Fault("revoke", times=-1, pages=1),  # refused at once, once a page went out
-                      Fault("after-pages", pages=1, seconds=0.05, week_start_ms=ms(2025, 9, 8))]
-        code = wcr.main([big.url, *week_range("2025-09-01", "2025-09-15"), "--slices", "1"], clock=clock)
+        big.faults = [Fault("revoke", times=-1, pages=2),  # refused at once, once both pages went out
+                      Fault("after-pages", pages=2, seconds=0.05, week_start_ms=ms(2025, 9, 8))]
+        code = wcr.main([big.url, *week_range("2025-08-25", "2025-09-15"), "--slices", "1", "--workers", "2"],
+                        clock=clock)
     finally:
         big.stop()
-    assert code == 3  # the other week's call was refused while the first week's page was being written
-    assert files(workdir / "weekly_reports") == [WEEK_FILE]
+    assert code == 3  # the other week's call was refused while the big week's page was being written
+    assert files(workdir / "weekly_reports") == ["2025-08-25_2025-09-01.json", WEEK_FILE]
     assert len(json.loads((workdir / "weekly_reports" / WEEK_FILE).read_text())) == 240
     assert files(workdir / "temp_reports") == [".lock"]
 
