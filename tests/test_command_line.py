@@ -208,6 +208,7 @@ def test_a_missing_requests_package_says_both_ways_out(tmp_path):
     assert result.returncode == 2
     assert ".venv/bin/python -m pip install -r requirements.txt" in result.stderr
     assert "python3-requests" in result.stderr and "Traceback" not in result.stderr
+    assert "dnf install python3-requests)" in result.stderr and "…" not in result.stderr  # whole, not cut
 
 
 def test_the_try_it_command_exports_weeks_and_teaches_the_next_step(tmp_path):
