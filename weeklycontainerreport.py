@@ -26,6 +26,7 @@ import enum
 import errno
 import functools
 import hashlib
+import heapq
 import http.client
 import io
 import ipaddress
@@ -73,14 +74,14 @@ log = logging.getLogger("weeklycontainerreport")
 # The map. Each banner below holds one concept and uses only what stands above it:
 #   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
-#   Pacing and tokens, Reading pages, The gateway's clock, Gateway client, Cells and rows,
-#   Staged files and the lock, Workbooks, A week's files, Done weeks, Workers, Run,
-#   The manual, Command line.
+#   Pacing and tokens, Reading pages, The gateway's clock, What an answer means,
+#   Gateway client, Cells and rows, Staged files and the lock, Workbooks, A week's files,
+#   Done weeks, Weeks in flight, Workers, Run, The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
-# plan_jobs (Weeks) -> Exporter (Workers) -> GatewayClient.fetch_page (Gateway client: pacing,
-# token, deadline, retries) -> Fragment.add_page (A week's files: walk_page, RowFlattener) ->
-# publish_week (CSV and workbook first, then the JSON that marks the week done) -> Summary ->
-# exit_code (Run) -> main.
+# plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split while requests are idle) ->
+# GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
+# (A week's files: walk_page, RowFlattener) -> publish_week (merged in time order; CSV and workbook
+# first, then the JSON that marks the week done) -> Summary -> exit_code (Run) -> main.
 
 # --- Settings you may edit -----------------------------------------------------------
 
@@ -130,14 +131,17 @@ ROWS_PER_WRITE = 512  # and its CSV rows this many at a time
 INFLATE_STEP_BYTES = 1024 * 1024  # a compressed chunk is inflated this much at a time
 PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the week fails
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
-DEFAULT_SLICES = 8  # chains of pages a run may page side by side: a run of fewer weeks slices large ones
-MAX_SLICES = 32
+DEFAULT_SLICES = 64  # chains of pages one week may be fetched as, side by side
+MAX_SLICES = 128
+MAX_PARTS = 16  # a chain is split into at most this many at once
+PAGES_PER_PART = 2  # and into parts of about this many pages to come, at least
+IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) requests in flight
+MIN_CHAIN_MS = 1000  # a chain's range is never split below a second
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
 SETTLE_SECONDS = 1.0  # and for the other workers (one stuck resolving a name is not waited for)
-MAX_WORKERS = 32
-DEFAULT_WORKERS = 8
+MAX_WORKERS = 32  # the most requests in flight; --workers auto keeps as many as the gateway calls for
 SHORT_SECRET = 8  # secrets shorter than this are redacted only where they stand alone
 MAX_TOKEN_BYTES = 64 * 1024  # a login answer longer than this is not a token
 
@@ -185,6 +189,7 @@ VULN_SOFTWARE_FIELDS = {
 # Epoch-millisecond columns, rendered as ISO-8601 UTC in the CSV and as dates in the workbook.
 TIME_COLUMNS = frozenset({"created", "updated", "stateChanged", "vuln_firstFound", "vuln_lastFound"})
 LIST_SEPARATOR = "; "
+
 FORMULA_TRIGGERS = frozenset("=+-@\t\r")  # OWASP CSV injection: cells a spreadsheet evaluates
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 CSV_FORMAT = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"}
@@ -356,7 +361,7 @@ class Settings:
     optional_filter: str = ""
     csv_columns: tuple = CSV_COLUMNS
     output_dir: str = "."
-    workers: int = DEFAULT_WORKERS
+    workers: int = MAX_WORKERS
     local_time: bool = False
     dry_run: bool = False
     rebuild_csv: bool = False
@@ -1387,6 +1392,37 @@ class Pacer:
         with self._lock:
             self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
 
+    def calls_per_second(self):
+        """The rate this pacer keeps to, from the gateway's headers; None while no header told it."""
+        interval = self._interval_seconds
+        return 1.0 / interval if interval > 0 else None
+
+
+class Average:
+    """A moving average of the latest measurements (an exponential one), None before the first."""
+
+    WEIGHT = 0.3  # of the newest measurement
+
+    def __init__(self):
+        self.value = None
+
+    def add(self, measurement: float) -> None:
+        previous = self.value
+        self.value = measurement if previous is None else previous + self.WEIGHT * (measurement - previous)
+
+
+def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> int:
+    """The pages to keep in flight to use the gateway's allowance: its allowed rate (calls a second,
+    from its X-RateLimit headers) times the time a page takes (its answer and its processing), but
+    no more than keep the processing busy (one page is processed at a time, under Python's GIL: 1 +
+    answer / processing), with a margin, within 1 and ceiling. No page yet: one."""
+    if answer_seconds is None or processing_seconds is None:
+        return 1
+    for_rate = rate * (answer_seconds + processing_seconds) if rate is not None else math.inf
+    for_processing = 1 + answer_seconds / processing_seconds if processing_seconds > 0 else math.inf
+    wanted = min(for_rate, for_processing) * IN_FLIGHT_MARGIN
+    return max(1, min(ceiling, math.ceil(wanted) if math.isfinite(wanted) else ceiling))
+
 
 def rate_limit_wait(headers, now: dt.datetime):
     """Return (seconds, header used) for a 429: ToWait-Sec, Retry-After, the window, else 60 s."""
@@ -1557,6 +1593,7 @@ STRICT_JSON = json.JSONDecoder(parse_float=exact_float, parse_constant=reject_co
 LENIENT_JSON = json.JSONDecoder(parse_float=exact_float, parse_int=exact_int, parse_constant=reject_constant)
 JSON_SPACE = re.compile(r"[ \t\n\r]*")
 EPOCH_MS_TEXT = re.compile(r"-?\d{1,18}\Z")
+KEYSET_CURSOR = re.compile(r"updated\s*>=\s*\d+(\s+and\s+not\s+uuid\s*:\s*\[[^\]]*\])?\Z", re.IGNORECASE)
 
 
 def decode_at(text: str, position: int):
@@ -1788,7 +1825,7 @@ def describe_duration(span: dt.timedelta) -> str:
     return plural(int(seconds), "second")
 
 
-# --- Gateway client ------------------------------------------------------------------
+# --- What an answer means ------------------------------------------------------------
 
 
 def gateway_message(answer, redact) -> str:
@@ -1808,6 +1845,13 @@ def gateway_message(answer, redact) -> str:
     else:
         text = raw or answer.reason or ""
     return shorten(redact(text))
+
+
+def reusable_cursor(cursor) -> bool:
+    """Whether a cursor is the documented keyset clause (updated>=N AND not uuid: [...]): the gateway
+    only ANDs it with the filter, so it goes on exactly over a narrower range of the same filter.
+    Any other (opaque) cursor is used only as it was given."""
+    return bool(cursor) and bool(KEYSET_CURSOR.match(cursor.strip()))
 
 
 def next_cursor(headers):
@@ -1875,6 +1919,9 @@ def login_token(answer, auth_url: str, redact, now: dt.datetime) -> str:
     return token
 
 
+# --- Gateway client ------------------------------------------------------------------
+
+
 class GatewayClient:
     """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
 
@@ -1899,6 +1946,10 @@ class GatewayClient:
         sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
         self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
         self.gateway_clock = GatewayClock(clock)
+        self.answer_seconds = Average()  # the time an answer takes to come, on the run's clock
+        self.processing_seconds = Average()  # and the time its page takes to process
+        self.ceiling = settings.workers  # the most pages in flight
+        self._pages_in_flight, self._flight = 0, threading.Condition()
         self.answered = False  # has the gateway answered anything in this run?
 
     def fetch_page(self, query: str, cursor, label: str, consume):
@@ -1943,6 +1994,27 @@ class GatewayClient:
             if held:
                 self._probe.release()
 
+    @contextlib.contextmanager
+    def _in_flight(self):
+        """A place among the pages in flight (asked for, or being processed): no more than wanted_in_flight
+        at once, so that more threads than that never hold more pages than the gateway's pace needs."""
+        with self._flight:
+            while self._pages_in_flight >= self.wanted_in_flight(self.ceiling):
+                self.check_stop()
+                self._flight.wait(0.05)
+            self._pages_in_flight += 1
+        try:
+            yield
+        finally:
+            with self._flight:
+                self._pages_in_flight -= 1
+                self._flight.notify()
+
+    def wanted_in_flight(self, ceiling: int) -> int:
+        """The pages to keep in flight, by the gateway's numbers and this run's (pages_in_flight)."""
+        return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds.value,
+                               self.processing_seconds.value, ceiling)
+
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise RunStopping("the run stopped")
@@ -1981,24 +2053,33 @@ class GatewayClient:
         sent_at = self.pacer.wait_turn(self.stop)
         self.check_stop()
         token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
-        with self.budget.hold() as grow:  # the answer's bytes count until its page is processed
+        with self._in_flight(), self.budget.hold() as grow:  # the answer's bytes count until processed
+            started = self.clock.monotonic()
             answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token),
                                grow=grow)
+            answered = self.clock.monotonic()
+            self.answer_seconds.add(answered - started)
             self.pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
             if answer.status in TOKEN_STATUSES:
                 self.tokens.rejected(token, f"HTTP {answer.status} {gateway_message(answer, self.redact)}".rstrip())
                 raise TokenRejected()
             check_status(answer, self.route, self.redact, self.clock.now())
             self.tokens.accepted(token)
-            if answer.status == 204:
-                return consume(None), None
-            cursor = next_cursor(answer.headers)
-            text, answer = page_text(answer.body), None  # the bytes go before the page is walked
-            try:
-                return consume(text), cursor
-            except NotAPage as exc:  # what the gateway said, redacted before it is cut
-                said = shorten(self.redact(exc.gateway_text), 200)
-                raise TransientError(f"{exc}{': ' + said if said else ''}") from None
+            result = self._page(answer, consume)
+            self.processing_seconds.add(self.clock.monotonic() - answered)
+            return result
+
+    def _page(self, answer, consume):
+        """Pass a page's text to consume; return (consume's result, the next cursor)."""
+        if answer.status == 204:
+            return consume(None), None
+        cursor = next_cursor(answer.headers)
+        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
+        try:
+            return consume(text), cursor
+        except NotAPage as exc:  # what the gateway said, redacted before it is cut
+            said = shorten(self.redact(exc.gateway_text), 200)
+            raise TransientError(f"{exc}{': ' + said if said else ''}") from None
 
     def send(self, method: str, url: str, grow=None, **options) -> Answer:
         """One HTTP exchange, its body read whole (a redirect's never), all under one deadline;
@@ -2112,7 +2193,7 @@ def format_text(value) -> str:
 
 def format_cell(value) -> str:
     """Render a value for the CSV, with a leading ' on text a spreadsheet would run as a formula."""
-    text = format_text(value)
+    text = value if type(value) is str and value != "null" else format_text(value)  # text: the common case
     if text and text[0] in FORMULA_TRIGGERS and not PLAIN_NUMBER.match(text):
         return "'" + text
     return text
@@ -2170,9 +2251,9 @@ def software_field(field: str):
             software = [software]
         if not isinstance(software, list):
             return None
-        try:
-            values = [entry.get(field) for entry in software]
-        except AttributeError:  # an entry that is not an object
+        try:  # the hot path, in C: dict.get over every entry
+            values = list(map(dict.get, software, itertools.repeat(field, len(software))))
+        except TypeError:  # an entry that is not an object
             values = [entry.get(field) if type(entry) is dict else None for entry in software]
         if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
             values = ["" if value is None else value for value in values]
@@ -2485,6 +2566,28 @@ class PageStats:
     outside: int = 0
     duplicates: int = 0
     rows: int = 0
+    earliest: typing.Optional[int] = None  # the created times (ms) the page's containers span
+    latest: typing.Optional[int] = None
+
+
+class Entry(typing.NamedTuple):
+    """Where one container stands in its fragment's files, and the key that orders the week by time."""
+
+    key: tuple  # (created unknown?, created ms, uuid, crc of its bytes): a week in time order
+    json_start: int
+    json_length: int
+    csv_start: int
+    csv_length: int
+    rows: int
+    uuid: object  # its uuid_key, by which a copy served twice is dropped
+
+
+def order_key(container, uuid, crc: int) -> tuple:
+    """A container's place in its week: by created time, then uuid, then its bytes; one whose created
+    cannot be read goes last. Any split of a week into chains gives the same order."""
+    created = created_ms(container)
+    uuid_text = uuid if type(uuid) is str else "" if uuid is None else str(uuid)
+    return (0, created, uuid_text, crc) if created is not None else (1, 0, uuid_text, crc)
 
 
 class Fragment:
@@ -2492,18 +2595,20 @@ class Fragment:
 
     Each container is written exactly as the gateway sent it (its own bytes, one line, then
     ','), never re-encoded, and its CSV rows right after, so a page costs little more memory
-    than its text. A page is written whole or not at all: when one fails half way, both files
-    are cut back to where the page began, and the page can be fetched again. Containers are
-    de-duplicated by uuid within the fragment; an item of data that is not a JSON object is
-    dropped, and a container created outside [start_ms, end_ms) is left out (a gateway that
-    widened the range: it belongs to another week or slice)."""
+    than its text; an Entry keeps where, for the week's merge in time order. A page is written
+    whole or not at all: when one fails half way, both files are cut back to where the page
+    began, and the page can be fetched again. Containers are de-duplicated by uuid within the
+    fragment; an item of data that is not a JSON object is dropped, and a container created
+    outside [start_ms, end_ms) is left out (a gateway that widened the range: it belongs to
+    another week or chain)."""
 
     def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool,
                  start_ms: int, end_ms: int):
-        self.whole_week = whole_week  # the week's only fragment: its files are the final ones
+        self.whole_week = whole_week  # the week's first chain: if it stays alone, its files are the week's
         self.flattener = flattener
         self.start_ms, self.end_ms = start_ms, end_ms
         self.keys, self.outside_keys = set(), set()
+        self.entries, self.in_order = [], True
         self.totals = PageStats()
         self._rows_text = CsvText()
         with contextlib.ExitStack() as owned:
@@ -2526,13 +2631,16 @@ class Fragment:
         """Write a page's containers that this fragment does not have yet; all of them, or none."""
         if text is None:
             return PageStats()
-        json_start, csv_start = self.json.stream.tell(), self.csv.stream.tell()
+        json_start, csv_start, entries = self.json.stream.tell(), self.csv.stream.tell(), len(self.entries)
+        in_order = self.in_order
         try:
             stats, new_keys, new_outside = self._write_page(text)
         except BaseException:
             for stream, position in ((self.json.stream, json_start), (self.csv.stream, csv_start)):
                 stream.seek(position)
                 stream.truncate()
+            del self.entries[entries:]
+            self.in_order = in_order
             raise
         self.keys |= new_keys
         self.outside_keys |= new_outside
@@ -2550,7 +2658,7 @@ class Fragment:
                 stats.dropped += 1
                 continue
             key = uuid_key(container)
-            if not self._within(container):
+            if not self._within(container, stats):
                 stats.outside += 1
                 if key is not None and key not in self.outside_keys:
                     new_outside.add(key)
@@ -2560,19 +2668,38 @@ class Fragment:
                     stats.duplicates += 1
                     continue
                 new_keys.add(key)
-            write_raw(json_out, text, start, end, one_line)
+            json_start, csv_start = json_out.tell(), csv_out.tell()
+            crc = write_raw(json_out, text, start, end, one_line)
             container_rows = flatten(container)
             for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
                 csv_out.write(self._rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
+            self._note(Entry(order_key(container, key, crc), json_start, json_out.tell() - json_start, csv_start,
+                             csv_out.tell() - csv_start, len(container_rows), key))
             stats.rows += len(container_rows)
             stats.written += 1
         stats.new_uuids = len(new_keys) + len(new_outside)
         return stats, new_keys, new_outside
 
-    def _within(self, container) -> bool:
-        """Whether a container belongs here: created in the range, or its created unreadable."""
+    def _note(self, entry: Entry) -> None:
+        if self.entries and entry.key < self.entries[-1].key:
+            self.in_order = False
+        self.entries.append(entry)
+
+    def _within(self, container, stats: PageStats) -> bool:
+        """Whether a container belongs here: created in the range, or its created unreadable; note the
+        created times the page spans."""
         created = created_ms(container)
-        return created is None or self.start_ms <= created < self.end_ms
+        if created is None:
+            return True
+        if not self.start_ms <= created < self.end_ms:
+            return False
+        stats.earliest = created if stats.earliest is None else min(stats.earliest, created)
+        stats.latest = created if stats.latest is None else max(stats.latest, created)
+        return True
+
+    def in_time_order(self) -> list:
+        """The entries, ordered by time (created, uuid, bytes)."""
+        return self.entries if self.in_order else sorted(self.entries)
 
     def __enter__(self) -> "Fragment":
         return self
@@ -2586,13 +2713,17 @@ class Fragment:
         self.__exit__(None, None, None)
 
 
-def write_raw(stream, text: str, start: int, end: int, one_line: bool) -> None:
-    """Write text[start:end], a container exactly as the gateway sent it, as one line and ','. A large
-    one goes in pieces, so that it is never copied whole (a slice, then its bytes, then with ',')."""
+def write_raw(stream, text: str, start: int, end: int, one_line: bool) -> int:
+    """Write text[start:end], a container exactly as the gateway sent it, as one line and ','; return
+    the CRC of its bytes. A large one goes in pieces, so that it is never copied whole."""
+    crc = 0
     for low in range(start, end, RAW_PIECE_CHARACTERS):
         piece = text[low:min(low + RAW_PIECE_CHARACTERS, end)]
-        stream.write((piece if one_line else piece.replace("\n", "").replace("\r", "")).encode("utf-8"))
+        data = (piece if one_line else piece.replace("\n", "").replace("\r", "")).encode("utf-8")
+        stream.write(data)
+        crc = zlib.crc32(data, crc)
     stream.write(b",\n")
+    return crc
 
 
 def close_json_array(stream, containers: int) -> None:
@@ -2607,47 +2738,37 @@ def close_json_array(stream, containers: int) -> None:
         stream.write(b"[]\n")
 
 
-def join_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener):
-    """Join the slices' fragments, in time order, into the week's staged JSON and CSV.
-
-    A container that an earlier slice already has is dropped (the slow path, re-reading
-    that fragment, runs only when the gateway served one container in two slices)."""
+def merge_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener):
+    """Merge the chains' fragments into the week's staged JSON and CSV, in time order, whatever the
+    chains were: the same week gives the same bytes however it was split. A container served to
+    two chains is kept once (its first copy in time order); return (json, csv, containers, rows)."""
     with contextlib.ExitStack() as owned:
         final_json = owned.enter_context(StagedFile(temp_folder, job.files.json))
         final_csv = owned.enter_context(StagedFile(temp_folder, job.files.csv))
         final_json.stream.write(b"[\n")
         final_csv.stream.write(csv_head(flattener.header))
-        earlier, containers, rows = set(), 0, 0
-        for fragment in fragments:
-            twice = fragment.keys & earlier
-            for staged in (fragment.json, fragment.csv):
-                staged.stream.flush()
-                staged.stream.seek(0)
-            if not twice:
-                shutil.copyfileobj(fragment.json.stream, final_json.stream)
-                shutil.copyfileobj(fragment.csv.stream, final_csv.stream)
-                added, added_rows = fragment.containers, fragment.rows
-            else:
-                added, added_rows = copy_without(fragment, twice, final_json.stream, final_csv.stream, flattener)
-            containers, rows = containers + added, rows + added_rows
-            earlier |= fragment.keys
+        ordered = [[(entry, number) for entry in fragment.in_time_order()] for number, fragment in enumerate(fragments)]
+        seen, containers, rows, twice = set(), 0, 0, 0
+        for entry, number in heapq.merge(*ordered, key=lambda item: (item[0].key, item[1])):
+            if entry.uuid is not None:
+                if entry.uuid in seen:
+                    twice += 1
+                    continue
+                seen.add(entry.uuid)
+            fragment = fragments[number]
+            copy_range(fragment.json.stream, entry.json_start, entry.json_length, final_json.stream)
+            copy_range(fragment.csv.stream, entry.csv_start, entry.csv_length, final_csv.stream)
+            containers, rows = containers + 1, rows + entry.rows
+        if twice:
+            log.info("Week %s: %s came in two chains; kept once", job.week.label, plural(twice, "container"))
         owned.pop_all()  # the caller publishes them, or discards them
         return final_json, final_csv, containers, rows
 
 
-def copy_without(fragment: Fragment, skip_keys, json_out, csv_out, flattener: RowFlattener):
-    """Copy a fragment's containers except those with the given uuid keys; return (containers, rows)."""
-    log.info("A container came in two slices of one week; keeping its first copy")
-    containers = rows = 0
-    rows_text = CsvText()
-    for line, container in json_lines(fragment.json.stream):
-        if uuid_key(container) in skip_keys:
-            continue
-        json_out.write(line + b",\n")
-        container_rows = flattener.rows(container)
-        csv_out.write(rows_text.encode(container_rows))
-        containers, rows = containers + 1, rows + len(container_rows)
-    return containers, rows
+def copy_range(source, start: int, length: int, target) -> None:
+    """Copy length bytes from start in source to the end of target."""
+    source.seek(start)
+    target.write(source.read(length))
 
 
 def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, json_source: str,
@@ -2679,17 +2800,17 @@ def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, 
 
 
 def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Join a week's fragments and publish its files; return (containers, CSV rows). Whatever
+    """Merge a week's fragments and publish its files; return (containers, CSV rows). Whatever
     happens, nothing the week staged is left behind."""
     with contextlib.ExitStack() as owned:
         for fragment in fragments:
             owned.enter_context(fragment)
-        if len(fragments) == 1 and fragments[0].whole_week:
-            final_json, final_csv = fragments[0].json, fragments[0].csv
+        if len(fragments) == 1 and fragments[0].whole_week and fragments[0].in_order:
+            final_json, final_csv = fragments[0].json, fragments[0].csv  # already the week, in time order
             containers, rows = fragments[0].containers, fragments[0].rows
             final_json.final_path, final_csv.final_path = job.files.json, job.files.csv  # open, if unsettled
         else:
-            final_json, final_csv, containers, rows = join_fragments(job, fragments, temp_folder, flattener)
+            final_json, final_csv, containers, rows = merge_fragments(job, fragments, temp_folder, flattener)
             owned.enter_context(final_json)
             owned.enter_context(final_csv)
         close_json_array(final_json.stream, containers)
@@ -2796,51 +2917,79 @@ def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, work
     return [os.path.basename(path) for path in missing]
 
 
-# --- Workers -------------------------------------------------------------------------
-
-
-def slices_per_week(slices: int, weeks_to_fetch: int) -> int:
-    """How many time slices a large week is fetched as: --slices shared by the run's weeks.
-
-    It depends only on the plan, never on --workers, so the files are the same whatever
-    --workers is. A backfill of many weeks keeps the rate limit busy without slices."""
-    return max(1, slices // max(weeks_to_fetch, 1))
+# --- Weeks in flight -----------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class Chain:
-    """One sequential run of pages over [start_ms, end_ms): a whole week (index 0), or one of its
-    time slices (1, 2, ...)."""
+    """One sequential run of pages over [start_ms, end_ms) of a week: the week's first chain, or one
+    split off a chain that had more to fetch, going on from where it was (its cursor)."""
 
     week: "WeekRun"
-    index: int
-    query: str
-    label: str
     start_ms: int
     end_ms: int
+    cursor: typing.Optional[str] = None  # where it starts: a cursor shared at a split, or the first page
+    used: frozenset = frozenset()  # cursors its pages already used (the loop guard goes on after a split)
+    first: bool = False  # the week's first chain: if it stays alone, its files are the week's
+    number: int = 0
+
+    def label(self) -> str:
+        week = self.week.job.week
+        if self.first and (self.start_ms, self.end_ms) == (week.start_ms, week.end_ms):
+            return week.label
+        return f"{week.label} (chain {self.number})"
+
+
+def pages_to_come(chain: Chain, stats: PageStats, shown: int) -> tuple:
+    """How many more pages a chain that named a next page may have, and from where in time: (pages, ms).
+
+    Its latest page's containers span created times [earliest, latest]. If the gateway's order (by
+    updated) follows created, the rest lies after earliest, as dense as that page: (end - earliest)
+    / (latest - earliest) pages. If it does not, the page is a sample of the whole range and says
+    little: then the full pages the chain has shown (since it began or was last split) stand for
+    what is to come. The larger of the two."""
+    if stats.earliest is None or stats.latest is None:
+        return float(shown), chain.start_ms
+    span = max(stats.latest - stats.earliest, 1)
+    base = max(chain.start_ms, min(stats.earliest, chain.end_ms - 1))
+    return max((chain.end_ms - base) / span, float(shown)), base
+
+
+def split_bounds(start_ms: int, base_ms: int, end_ms: int, parts: int) -> list:
+    """Cut [start_ms, end_ms) into parts in time order, the cuts equal over [base_ms, end_ms) (where the
+    data still to come lies); the first part keeps [start_ms, base_ms) too."""
+    bounds = slice_bounds(base_ms, end_ms, parts)
+    return [(start_ms, bounds[0][1])] + bounds[1:]
 
 
 class WeekRun:
     """A week in flight: the fragments its chains wrote, the chains still paging, and its outcome."""
 
-    def __init__(self, job: WeekJob, order: int, slices: int):
+    def __init__(self, job: WeekJob, order: int):
         self.job = job
         self.order = order
-        self.slices = slices
         self.lock = threading.Lock()
-        self.fragments = {}  # chain index -> Fragment
+        self.fragments = []
+        self.chains = 1  # chains started so far
         self.pending = 1  # chains not ended yet
         self.ending, self.reason = Ending.DONE, ""  # set by the first chain that does not end well
         self.pages = 0
-        self.split = False
 
-    def chain_ended(self, index: int, fragment, ending: Ending, reason: str) -> bool:
+    def add_chains(self, count: int) -> int:
+        """Count count more chains; return the number of the first."""
+        with self.lock:
+            first = self.chains
+            self.chains += count
+            self.pending += count
+            return first
+
+    def chain_ended(self, fragment, ending: Ending, reason: str) -> bool:
         """Record how one chain ended; return True when it was the week's last."""
         with self.lock:
             if ending is not Ending.DONE and self.ending is Ending.DONE:
                 self.ending, self.reason = ending, reason
             if fragment is not None:
-                self.fragments[index] = fragment
+                self.fragments.append(fragment)
             self.pending -= 1
             return self.pending == 0
 
@@ -2857,12 +3006,52 @@ class WeekResult:
     pages: int = 0
 
 
+def chain_ending(week: Week, exc: BaseException) -> tuple:
+    """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
+    traceback goes to the log file only."""
+    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception):
+        return Ending.UNFINISHED, "the run stopped"
+    if isinstance(exc, WeekFailed):
+        return Ending.FAILED, str(exc)
+    if isinstance(exc, OSError):
+        return Ending.FAILED, f"cannot write its files: {exc}"
+    log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
+              exc_info=exc)
+    return Ending.FAILED, f"unexpected error: {type(exc).__name__}"
+
+
+def log_week_done(week: WeekRun, result: WeekResult) -> None:
+    fragments = week.fragments
+    label = week.job.week.label
+    duplicates = sum(fragment.totals.duplicates for fragment in fragments)
+    if duplicates:
+        log.info("Week %s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
+    dropped = sum(fragment.totals.dropped for fragment in fragments)
+    if dropped:
+        log.warning("Week %s: dropped %s of data that are not containers (not JSON objects)", label,
+                    plural(dropped, "item"))
+    outside = sum(fragment.totals.outside for fragment in fragments)
+    if outside:
+        log.warning("Week %s: left out %s created outside the range asked for (the gateway's answer was "
+                    "wider); each belongs to its own week", label, plural(outside, "container"))
+    log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
+             plural(result.rows, "CSV row"), plural(result.pages, "page"),
+             f" in {len(week.fragments)} chains" if len(week.fragments) > 1 else "",
+             os.path.basename(week.job.files.json),
+             " (open week, fetched again next run)" if week.job.partial else "")
+
+
+# --- Workers -------------------------------------------------------------------------
+
+
 class Exporter:
     """Runs the planned weeks on a pool of worker threads, sharing one client (pacer, tokens).
 
-    Work is a queue of chains, earliest week first. A week whose first page says there is
-    more is, in a run of few weeks, fetched again as time slices that run side by side; the
-    worker that ends a week's last chain publishes it. The main thread only waits and stops."""
+    Work is a queue of chains of pages, earliest week first. When a chain's page says there is
+    more while the run keeps fewer requests in flight than the gateway's numbers call for, the
+    chain is split: the other parts go on from the same cursor over narrower time ranges, so a
+    burst ends up in many chains and an empty stretch in none. The worker that ends a week's
+    last chain publishes it. The main thread only waits and stops."""
 
     def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop,
                  run_started: dt.datetime):
@@ -2879,20 +3068,17 @@ class Exporter:
         self.results = {}  # week order -> WeekResult
         self.threads = []
         self._sequence = 0
+        self._alive = 0  # chains queued or paging, run-wide
+        self._to_come = {}  # id(chain) -> pages it may still have (inf until its first page), for those paging
         self._lock = threading.Lock()
         self._publishing = 0  # weeks being published right now
         self._changed = threading.Condition()
 
     def run(self, jobs) -> None:
         """Export the jobs; return when all are done, raise what stops the run (tokens, signals)."""
-        slices = slices_per_week(self.settings.slices, len(jobs))
         for order, job in enumerate(jobs):
-            self._submit(Chain(WeekRun(job, order, slices), 0, job.query, job.week.label, job.week.start_ms,
-                               job.week.end_ms))
-        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"worker-{number}")
-                        for number in range(min(self.settings.workers, len(jobs) * slices))]
-        for thread in self.threads:
-            thread.start()
+            self._submit(Chain(WeekRun(job, order), job.week.start_ms, job.week.end_ms, first=True))
+        self._grow_pool()
         try:
             ended = 0
             while ended < len(jobs):
@@ -2909,11 +3095,25 @@ class Exporter:
         finally:
             self.shut_down()
 
+    def _grow_pool(self) -> None:
+        """Start a worker when there is waiting work and fewer workers than the pages the gateway's pace
+        wants in flight (plus one spare): workers start as they are needed, up to --workers."""
+        with self._lock:
+            wanted = min(self.settings.workers, self.client.wanted_in_flight(self.settings.workers) + 1)
+            count = 0 if self.stop.is_set() else min(wanted - len(self.threads), self.chains.qsize())
+            started = [threading.Thread(target=self._work, daemon=True, name=f"worker-{len(self.threads) + number}")
+                       for number in range(max(count, 0))]
+            self.threads += started
+        for thread in started:
+            thread.start()
+
     def shut_down(self) -> None:
         """Stop the workers: cut requests off and wake sleepers; wait (bounded) for weeks being published."""
-        self.stop.set()
+        with self._lock:  # no worker starts after this
+            self.stop.set()
+            workers = len(self.threads)
         self.client.watch.abort_all()
-        for _ in self.threads:
+        for _ in range(workers):
             self._submit(None)
         started = time.monotonic()
         with self._changed:
@@ -2926,7 +3126,9 @@ class Exporter:
     def _submit(self, chain) -> None:
         with self._lock:
             self._sequence += 1
-            key = (-1, 0) if chain is None else (chain.week.order, chain.index)
+            if chain is not None:
+                self._alive += 1
+            key = (-1, 0) if chain is None else (chain.week.order, chain.start_ms)
             self.chains.put((key, self._sequence, chain))
 
     def _work(self) -> None:
@@ -2943,74 +3145,113 @@ class Exporter:
             _, _, chain = self.chains.get()
             if chain is None:
                 return
-            if not self.stop.is_set() and not self._run_chain(chain):
-                return
+            with self._lock:
+                self._to_come[id(chain)] = math.inf
+            try:
+                if not self.stop.is_set() and not self._run_chain(chain):
+                    return
+            finally:
+                with self._lock:
+                    self._alive -= 1
+                    self._to_come.pop(id(chain), None)
 
     def _run_chain(self, chain: Chain) -> bool:
         """Run one chain; return False when what happened stops the whole run (this worker too)."""
         week = chain.week
         fragment = None
-        if chain.index == 0 and not self._started(week.job.week):
+        if chain.first and not self._started(week.job.week):
             self._chain_ended(chain, None, Ending.NOT_STARTED, "")
             return True
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
-                                tag="" if chain.index == 0 else f".slice{chain.index}", whole_week=chain.index == 0,
+                                tag="" if chain.first else f".chain{chain.number}", whole_week=chain.first,
                                 start_ms=chain.start_ms, end_ms=chain.end_ms)
-            split = self._page_through(chain, fragment)
+            kept = self._page_through(chain, fragment)
         except BaseException as exc:
             fatal = isinstance(exc, (AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
                 self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
             self._chain_ended(chain, fragment, *chain_ending(week.job.week, exc))
             return not fatal
-        if split:
+        if not kept:
             fragment.discard()
-            self._split(week)
-        else:
-            self._chain_ended(chain, fragment, Ending.DONE, "")
+            fragment = None
+        self._chain_ended(chain, fragment, Ending.DONE, "")
         return True
 
     def _page_through(self, chain: Chain, fragment: Fragment) -> bool:
-        """Fetch a chain's pages into its fragment; return True when the week should be sliced instead."""
-        week, cursor, used, stale = chain.week, None, set(), 0
+        """Fetch a chain's pages into its fragment, splitting it while the run has room for more requests
+        in flight; return False when its pages were handed to new chains instead (an opaque cursor)."""
+        week, cursor, used, stale, shown = chain.week, chain.cursor, set(chain.used), 0, 0
         for number in range(1, MAX_PAGES_PER_CHAIN + 1):
             if week.ending is not Ending.DONE:
                 raise WeekFailed(week.reason)
-            stats, next_page = self.client.fetch_page(chain.query, cursor, chain.label, fragment.add_page)
+            query = range_query(chain.start_ms, chain.end_ms, self.settings.optional_filter)
+            stats, next_page = self.client.fetch_page(query, cursor, chain.label(), fragment.add_page)
+            self._grow_pool()
             with week.lock:
                 week.pages += 1
-            split = chain.index == 0 and number == 1 and week.slices > 1 and stats.items and next_page
-            self.progress.page(0 if split else stats.written)  # a split week's first page is not kept
-            if split:
-                return True
+            self.progress.page(stats.written)
             if not stats.items or next_page is None:
-                return False
+                return True
             stale = 0 if stats.new_uuids else stale + 1
             if stale >= PAGES_WITHOUT_PROGRESS:
                 raise WeekFailed(f"the gateway served {stale} pages in a row without a container not already "
                                  "seen, so the week is not known to be complete")
             if next_page in used:
-                log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", chain.label)
-                return False
+                log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", chain.label())
+                return True
             used.add(next_page)
-            cursor = next_page
+            shown += 1  # full pages since it began, or was last split
+            to_come = pages_to_come(chain, stats, shown)
+            with self._lock:
+                self._to_come[id(chain)] = to_come[0]
+            split = self._split(chain, fragment, next_page, frozenset(used), to_come, number)
+            if split is None:
+                return False
+            shown, cursor = 0 if split else shown, next_page
         raise WeekFailed(f"more than {MAX_PAGES_PER_CHAIN} pages; the week is not known to be complete")
 
-    def _split(self, week: WeekRun) -> None:
-        bounds = slice_bounds(week.job.week.start_ms, week.job.week.end_ms, week.slices)
+    def _split(self, chain: Chain, fragment: Fragment, cursor: str, used: frozenset, to_come, pages: int):
+        """Split a chain that has more pages when the run has room for more requests in flight: this
+        chain keeps the first part of its range, new chains go on from the same cursor over the others.
+        Each part ends with a part-full page, so a chain is split only when at least two more pages
+        are to come, into no more parts than that (to_come: (pages, from where in time)). An opaque
+        cursor cannot go on over a narrower range: then only a week's first page is split, by fetching
+        the week again as new chains. Return True when it was split, False when not, None when its
+        pages were handed on."""
+        reusable, (expected, base) = reusable_cursor(cursor), to_come
+        if expected < 2 or not (reusable or chain.first and pages == 1):
+            return False
+        parts = min(self._room(chain.week) + 1, math.ceil(expected / PAGES_PER_PART), MAX_PARTS,
+                    (chain.end_ms - base) // MIN_CHAIN_MS)
+        if parts < 2:
+            return False
+        bounds = split_bounds(chain.start_ms, base if reusable else chain.start_ms, chain.end_ms, parts)
+        number = chain.week.add_chains(len(bounds) - 1 if reusable else len(bounds))
+        if reusable:
+            chain.end_ms = fragment.end_ms = bounds[0][1]
+            bounds = bounds[1:]
+        for offset, (low, high) in enumerate(bounds):
+            self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
+                               number=number + offset))
+        log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
+                 parts, self.client.wanted_in_flight(self.settings.workers))
+        self._grow_pool()
+        return True if reusable else None
+
+    def _room(self, week: WeekRun) -> int:
+        """How many more chains the run can keep busy: the requests in flight the gateway's numbers call
+        for, minus the chains that have work (queued, or paging with two pages or more to come), and no
+        more than --slices chains for one week."""
+        with self._lock:
+            alive = self._alive - sum(1 for pages in self._to_come.values() if pages < 2)
         with week.lock:
-            week.pending += len(bounds) - 1  # the whole-week chain ends, the slices begin
-            week.split = True
-        log.info("Week %s: more than one page; fetching it as %d time slices side by side",
-                 week.job.week.label, len(bounds))
-        for index, (start_ms, end_ms) in enumerate(bounds, start=1):
-            query = range_query(start_ms, end_ms, self.settings.optional_filter)
-            self._submit(Chain(week, index, query, f"{week.job.week.label} slice {index}/{len(bounds)}", start_ms,
-                               end_ms))
+            chains = week.chains
+        return min(self.client.wanted_in_flight(self.settings.workers) - alive, self.settings.slices - chains)
 
     def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
-        if chain.week.chain_ended(chain.index, fragment, ending, reason):
+        if chain.week.chain_ended(fragment, ending, reason):
             self._finish_week(chain.week)
 
     def _started(self, week: Week) -> bool:
@@ -3033,7 +3274,7 @@ class Exporter:
 
     def _finish_week(self, week: WeekRun) -> None:
         """Publish a week whose chains all ended well, or discard everything it staged."""
-        fragments = [week.fragments[index] for index in sorted(week.fragments)]
+        fragments = list(week.fragments)
         result = WeekResult(week.job.week, ending=week.ending, reason=week.reason, pages=week.pages)
         if result.ending is Ending.DONE and not self._started(week.job.week):
             result.ending = Ending.NOT_STARTED
@@ -3059,40 +3300,6 @@ class Exporter:
                       week.job.week.label, result.reason)
         self.results[week.order] = result
         self.events.put(("week", result))
-
-
-def chain_ending(week: Week, exc: BaseException) -> tuple:
-    """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
-    traceback goes to the log file only."""
-    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception):
-        return Ending.UNFINISHED, "the run stopped"
-    if isinstance(exc, WeekFailed):
-        return Ending.FAILED, str(exc)
-    if isinstance(exc, OSError):
-        return Ending.FAILED, f"cannot write its files: {exc}"
-    log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
-              exc_info=exc)
-    return Ending.FAILED, f"unexpected error: {type(exc).__name__}"
-
-
-def log_week_done(week: WeekRun, result: WeekResult) -> None:
-    fragments = week.fragments.values()
-    label = week.job.week.label
-    duplicates = sum(fragment.totals.duplicates for fragment in fragments)
-    if duplicates:
-        log.info("Week %s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
-    dropped = sum(fragment.totals.dropped for fragment in fragments)
-    if dropped:
-        log.warning("Week %s: dropped %s of data that are not containers (not JSON objects)", label,
-                    plural(dropped, "item"))
-    outside = sum(fragment.totals.outside for fragment in fragments)
-    if outside:
-        log.warning("Week %s: left out %s created outside the range asked for (the gateway's answer was "
-                    "wider); each belongs to its own week", label, plural(outside, "container"))
-    log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
-             plural(result.rows, "CSV row"), plural(result.pages, "page"),
-             f" in {len(week.fragments)} slices" if week.split else "", os.path.basename(week.job.files.json),
-             " (open week, fetched again next run)" if week.job.partial else "")
 
 
 # --- Run -----------------------------------------------------------------------------
@@ -3251,9 +3458,9 @@ def describe_plan(settings: Settings, clock, out) -> None:
     if settings.optional_filter:
         print(f"Filter fingerprint {filter_fingerprint(settings.optional_filter)} (in the file names) means: "
               f"{settings.optional_filter}", file=out)
-    slices = slices_per_week(settings.slices, len(jobs))
-    if slices > 1:
-        print(f"A week with more than one page is fetched as {slices} time slices side by side.", file=out)
+    if settings.slices > 1:
+        print(f"A week with more than one page may be fetched as up to {settings.slices} chains of pages side by side, "
+              "as many as the gateway's rate limit and the time its answers take call for.", file=out)
     jobs_by_week = {job.week: job for job in jobs}
     for week in weeks:
         job = jobs_by_week.get(week)
@@ -3407,9 +3614,13 @@ weeks:
   Each week [start, end) is queried as created:[<start ms> ... <end ms - 1>], and with
   a filter F as created:[...] and (F); F must balance its parentheses, "quotes" and
   `back-ticks`, or it is refused (it could match containers of any week).
-  A run of fewer weeks than --slices (8) fetches a week whose first page says there
-  is more again as time slices side by side (8 for one week, 4 each for two, ...),
-  joined in time order; the files are the same whatever --workers is.
+  A week's pages come one after another (each names the next), so when the run has
+  fewer requests in flight than the gateway's allowed rate times the time a page takes
+  call for, a week that shows more pages to come is split into chains of pages side by
+  side, each going on from the same cursor over a narrower time range: a burst of
+  containers ends up in many chains, an empty stretch in none. A week's containers are
+  written in time order (created, then uuid), so the files are the same however the
+  week was split and whatever --workers is.
 
 authentication, in this order:
   QUALYS_TOKEN          a token from the Qualys UI (it lives 4 hours)
@@ -3424,9 +3635,9 @@ authentication, in this order:
 
 files (under --output_dir, default the current folder):
   weekly_reports/<start>_<end>.json       the week's containers, each exactly as the
-                                          API sent it (a JSON array, one container
-                                          per line); written for empty weeks too
-                                          ([]); its presence marks the week done
+                                          API sent it, in time order (a JSON array,
+                                          one container per line); written for empty
+                                          weeks too ([]); it marks the week done
   weekly_csv_reports/<start>_<end>.csv    one row per container x QID; only weeks
                                           with containers
   weekly_xlsx_reports/<start>_<end>.xlsx  with --xlsx: the CSV's rows as a workbook
@@ -3604,12 +3815,12 @@ def build_parser() -> Parser:
     parser.add_argument("--output_dir", "--output-dir", metavar="DIR", default=".",
                         help="folder for the weekly_*_reports/, temp_reports/ and logs/ folders "
                              "(default: the current folder)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"requests in flight at once, 1 to {MAX_WORKERS}, sharing one rate limit "
-                             "(default: %(default)s)")
+    parser.add_argument("--workers", default="auto", metavar="N",
+                        help=f"the most requests in flight at once, 1 to {MAX_WORKERS}, sharing one rate limit; "
+                             "auto (the default) keeps as many as the gateway's allowed rate times the time its "
+                             f"answers take call for, up to {MAX_WORKERS}")
     parser.add_argument("--slices", type=int, default=DEFAULT_SLICES, metavar="N",
-                        help=f"chains of pages a run of few weeks pages side by side, 1 to {MAX_SLICES}: a week "
-                             "with more than one page is fetched as N / (weeks in the run) time slices "
+                        help=f"the most chains of pages one week may be fetched as, side by side, 1 to {MAX_SLICES} "
                              "(default: %(default)s; 1 fetches every week as one chain)")
     parser.add_argument("--local_time", "--local-time", action="store_true",
                         help="cut weeks at midnight in this machine's time zone instead of UTC")
@@ -3644,6 +3855,19 @@ def parse_columns(text) -> tuple:
     if not columns:
         raise UsageError(f"--csv_columns names no column: {text!r}")
     return columns
+
+
+def parse_workers(text: str) -> int:
+    """Read --workers: auto (the ceiling) or a number from 1 to MAX_WORKERS."""
+    if text.strip().lower() == "auto":
+        return MAX_WORKERS
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be auto or a number from 1 to {MAX_WORKERS}, not {text!r}")
+    return workers
 
 
 def parse_read_timeout(seconds: float) -> float:
@@ -3724,8 +3948,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         end_date = parse_date(args.end_date, "--end_date")
         if end_date <= start_date:
             raise UsageError("--end_date must be after --start_date (it is exclusive)")
-    if not 1 <= args.workers <= MAX_WORKERS:
-        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS}")
+    workers = parse_workers(args.workers)
     if not 1 <= args.slices <= MAX_SLICES:
         raise UsageError(f"--slices must be from 1 to {MAX_SLICES}")
     if args.rebuild_csv and args.dry_run:
@@ -3745,7 +3968,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         check_ca_bundle(environ)
     return Settings(
         gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
-        csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=args.workers,
+        csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=workers,
         local_time=args.local_time, dry_run=args.dry_run, rebuild_csv=args.rebuild_csv, xlsx=args.xlsx,
         slices=args.slices,
         policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=parse_read_timeout(args.read_timeout)),

@@ -4,12 +4,14 @@
     python3 tests/benchmark.py            # the full run (a few minutes)
     python3 tests/benchmark.py --quick    # one repetition, smaller weeks, for a first look
 
-1. The big open week: one week of 24,000 containers (96 pages) at 0.2 s per page, the rate
-   limit scaled to 120 calls per 6 s (the real latency-to-rate ratio, ten times faster):
-   wall time / ideal, with the defaults, with --workers 1, and unsliced (--slices 1).
+1. The big open week: one week of 24,000 containers (96 pages), the rate limit scaled to 120
+   calls per 6 s (the real latency-to-rate ratio, ten times faster), in five shapes: spread
+   evenly or in a burst (two widths and places), at 0.2 s or 0.6 s a page (12 requests must be
+   in flight): wall time / ideal (pages / allowed rate), calls and 429s; for the even week also
+   with --workers 1 and unsliced (--slices 1).
 2. Backfill: 8 weeks of 1,100 containers at 0.4 s per page, 20 calls per 2 s: wall time /
    ideal (the fewest pages / the allowed rate), and the share of calls that drew a 429.
-3. Small weeks: the list calls of 20 one-page weeks.
+3. Small weeks: the list calls of 20 one-page weeks, and of a 2- and a 10-page week alone.
 4. Peak RSS of the exporting process itself (its own VmHWM), for a week of 3,000 and of
    12,000 large containers, and for --workers 1, 4 and 8 on the big one.
 5. CPU of an unsliced export / a bare json.loads of the same pages, timed in a clean child.
@@ -96,23 +98,45 @@ def median_of(runs: list, key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
-def big_open_week(repetitions: int, containers: int) -> None:
+# The open week's shapes: (what, seconds per page, burst as (share, hours after Monday 00:00, hours) or None).
+SHAPES = (
+    ("even, 0.2 s a page", 0.2, None),
+    ("80% in 6 h (Tue 10:00), 0.2 s a page", 0.2, (0.8, 34, 6)),
+    ("60% in 1 h (Sun 20:00), 0.2 s a page", 0.2, (0.6, 164, 1)),
+    ("even, 0.6 s a page", 0.6, None),
+    ("80% in 6 h (Tue 10:00), 0.6 s a page", 0.6, (0.8, 34, 6)),
+)
+
+
+def open_week_gateway(containers: int, latency: float, burst) -> FakeGateway:
     gateway = FakeGateway(vulns_per_container=1, software_per_vuln=1)
-    gateway.generate(containers, FIRST_DAY, FIRST_DAY + dt.timedelta(days=7))
-    gateway.latency_seconds = 0.2
+    end_day = FIRST_DAY + dt.timedelta(days=7)
+    if burst:
+        gateway.generate_burst(containers, FIRST_DAY, end_day, *burst)
+    else:
+        gateway.generate(containers, FIRST_DAY, end_day)
+    gateway.latency_seconds = latency
     gateway.rate_limit = (120, 6.0)
+    return gateway
+
+
+def big_open_week(repetitions: int, containers: int) -> None:
     pages = math.ceil(containers / 250)
-    ideal = pages / (gateway.rate_limit[0] / gateway.rate_limit[1])
-    print(f"1. The big open week: {containers} containers ({pages} pages), 0.2 s per page, 120 calls / 6 s; "
-          f"ideal {ideal:.1f}s")
-    with gateway:
-        for label, extra in (("defaults", ()), ("--workers 1", ("--workers", "1")), ("--slices 1", ("--slices", "1"))):
-            runs = []
-            for _ in range(repetitions):
-                runs.append(timed_run(gateway, 1, *extra))
-                time.sleep(gateway.rate_limit[1])  # a fresh window for the next run
-            print(f"   {label:12} exit {runs[0]['code']}: wall / ideal = {median_of(runs, 'wall') / ideal:.2f}x, "
-                  f"{median_of(runs, 'calls'):.0f} calls, 429s = {median_of(runs, 'share_429'):.1%}")
+    ideal = pages / (120 / 6.0)
+    print(f"1. The big open week: {containers} containers ({pages} pages), 120 calls / 6 s; ideal {ideal:.1f}s")
+    for number, (what, latency, burst) in enumerate(SHAPES):
+        configs = [("defaults", ())]
+        if number == 0:
+            configs += [("--workers 1", ("--workers", "1")), ("--slices 1", ("--slices", "1"))]
+        with open_week_gateway(containers, latency, burst) as gateway:
+            for label, extra in configs:
+                runs = []
+                for _ in range(repetitions):
+                    runs.append(timed_run(gateway, 1, *extra))
+                    time.sleep(gateway.rate_limit[1])  # a fresh window for the next run
+                print(f"   {what:38} {label:12} exit {runs[0]['code']}: wall / ideal = "
+                      f"{median_of(runs, 'wall') / ideal:.2f}x, {median_of(runs, 'calls'):.0f} calls, "
+                      f"429s = {median_of(runs, 'share_429'):.1%}")
 
 
 def backfill(repetitions: int) -> None:
@@ -140,6 +164,10 @@ def small_weeks() -> None:
         singles = [timed_run(gateway, 1) for _ in range(1)]  # a daily run: one open week alone
     print(f"3. Small weeks: 20 one-page weeks cost {one_run['calls']} list calls (exit {one_run['code']}); "
           f"one such week alone costs {singles[0]['calls']}")
+    for pages in (2, 10):  # a daily run of one week of that many pages, at 0.2 s a page and 120 calls / 6 s
+        with open_week_gateway(250 * pages - 100, 0.2, None) as gateway:
+            run = timed_run(gateway, 1)
+        print(f"   a {pages}-page week alone (a daily run) costs {run['calls']} list calls (exit {run['code']})")
 
 
 def write_pages(gateway, first_day, end_day, path: str) -> int:

@@ -6,7 +6,7 @@ every known shape, inclusive QQL ranges, X-RateLimit headers and 429s, quirky
 Qualys-shaped data generated deterministically, gzip when asked) and POST /auth.
 
 Two kinds of switch. Styles pick among the plausible forms of what Qualys leaves
-undocumented (next_link_style, last_page_style, empty_style, wait_header,
+undocumented (next_link_style, last_page_style, empty_style, wait_header, cursor_style,
 single_object_data, rate_limit, latency_seconds, gzip). Faults are its one way to
 misbehave: a list of Fault(kind, ...) in `faults`, each taken by the calls it matches
 (FAULT_KINDS lists them). Tests set both, then read `calls` to see what was asked.
@@ -20,8 +20,10 @@ import argparse
 import dataclasses
 import datetime as dt
 import email.utils
+import base64
 import functools
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -334,6 +336,7 @@ class FakeGateway:
         self.wait_header = "towait"
         self.latency_seconds = 0.0
         self.gzip = False  # compress pages when the client accepts gzip
+        self.cursor_style = "keyset"  # "keyset": the QQL clause Qualys's sample shows; "opaque": sealed to its filter
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         # misbehaviour: a list of Fault
         self.faults = []
@@ -356,7 +359,19 @@ class FakeGateway:
 
     def generate(self, count: int, first_day: dt.date, end_day: dt.date) -> None:
         """Add `count` containers created evenly over [first_day, end_day), deterministically."""
-        start_ms, end_ms = epoch_ms(first_day), epoch_ms(end_day)
+        self.generate_between(count, epoch_ms(first_day), epoch_ms(end_day))
+
+    def generate_burst(self, count: int, first_day: dt.date, end_day: dt.date, share: float, hours_in: float,
+                       hours: float) -> None:
+        """Add `count` containers over [first_day, end_day): `share` of them created in a burst of `hours`
+        starting `hours_in` after first_day (a redeploy, a CI surge), the rest evenly."""
+        burst = int(count * share)
+        start = epoch_ms(first_day) + int(hours_in * 3600_000)
+        self.generate_between(burst, start, start + int(hours * 3600_000))
+        self.generate_between(count - burst, epoch_ms(first_day), epoch_ms(end_day))
+
+    def generate_between(self, count: int, start_ms: int, end_ms: int) -> None:
+        """Add `count` containers created evenly over [start_ms, end_ms), deterministically."""
         span = end_ms - start_ms
         with self.lock:
             base = len(self.records)
@@ -686,6 +701,8 @@ class FakeGateway:
     def page(self, predicate, cursor, limit: int, query: str = ""):
         """Serve one keyset page: updated ascending, ties excluded by uuid; return (page, next cursor)."""
         after, excluded = -1, set()
+        if cursor and self.cursor_style == "opaque":
+            cursor = self.open_cursor(cursor, query)
         if cursor:
             match = CURSOR.match(cursor)
             if not match:
@@ -720,7 +737,26 @@ class FakeGateway:
         next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
         if self.behaving("fresh-cursors"):  # a new cursor every time, which starts from the beginning again
             next_query = f"updated>=0 AND not uuid: [fresh-{self._pages_served}]"
+        if self.cursor_style == "opaque":
+            next_query = self.seal_cursor(next_query, query)
         return texts, next_query
+
+    @staticmethod
+    def seal_cursor(clause: str, query: str) -> str:
+        """An opaque cursor: the keyset clause sealed to the filter it was made for."""
+        sealed = json.dumps({"filter": hashlib.sha256(query.encode()).hexdigest()[:12], "after": clause})
+        return base64.urlsafe_b64encode(sealed.encode()).decode()
+
+    @staticmethod
+    def open_cursor(cursor: str, query: str) -> str:
+        """The keyset clause of an opaque cursor, refused for any other filter than its own."""
+        try:
+            sealed = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        except ValueError:
+            raise BadQuery("bad paginationQuery") from None
+        if sealed.get("filter") != hashlib.sha256(query.encode()).hexdigest()[:12]:
+            raise BadQuery("paginationQuery does not belong to this filter")
+        return sealed.get("after", "")
 
     def send_page(self, handler, texts, next_query, params, limit, limit_headers, fault) -> None:
         headers = dict(limit_headers)

@@ -132,7 +132,7 @@ def test_gateway_urls_that_are_refused(url):
     [GATEWAY, "--start_date", "0001-01-01", "--end_date", "0001-01-08", "--local_time"],
     [GATEWAY, "--start_date", "1969-12-25", "--end_date", "1970-01-08"],
     [GATEWAY, "--read_timeout", "inf"], [GATEWAY, "--read_timeout", "nan"], [GATEWAY, "--read_timeout", "0"],
-    [GATEWAY, "--read_timeout", "1e300"], [GATEWAY, "--csv_columns", ",,,"], [GATEWAY, "--workers", "33"],
+    [GATEWAY, "--read_timeout", "1e300"], [GATEWAY, "--csv_columns", ",,,"], [GATEWAY, "--workers", "33"], [GATEWAY, "--workers", "many"],
     [GATEWAY, "--slices", "0"], ["http://[::1"], [GATEWAY + "?x=1"], [GATEWAY + "#top"],
 ], ids=lambda args: " ".join(args[1:]) or args[0])
 def test_bad_arguments_exit_2_with_one_line_and_no_traceback(args, workdir, capsys):
@@ -260,7 +260,16 @@ def test_dry_run_prints_weeks_names_and_queries_without_a_call_or_a_token(gatewa
 
 def test_dry_run_says_how_many_slices_a_large_week_would_take(workdir, capsys):
     assert wcr.main(["--dry_run", *week_range("2025-09-01", "2025-09-15")]) == 0
-    assert "fetched as 4 time slices side by side" in capsys.readouterr().out
+    assert "may be fetched as up to 64 chains of pages side by side" in capsys.readouterr().out
+    assert wcr.main(["--dry_run", *week_range("2025-09-01", "2025-09-15"), "--slices", "1"]) == 0
+    assert "chains of pages" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, ceiling", [("auto", 32), ("AUTO", 32), ("1", 1), ("12", 12)])
+def test_workers_is_auto_or_a_ceiling(value, ceiling, workdir):
+    parser = wcr.build_parser()
+    settings = wcr.settings_from(parser.parse_args(["--dry_run", "--workers", value]), {}, "")
+    assert settings.workers == ceiling
 
 
 def test_a_dry_run_piped_into_head_ends_quietly(tmp_path):

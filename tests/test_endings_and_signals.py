@@ -84,10 +84,11 @@ def test_the_proxy_from_the_environment_is_still_used(run, gateway, workdir, mon
 
 
 @pytest.mark.parametrize("url, reason", [
-    (f"http://127.0.0.1:{free_port()}", r"connection refused by 127\.0\.0\.1:\d+"),
+    ("http://127.0.0.1:{free port}", r"connection refused by 127\.0\.0\.1:\d+"),
     ("https://no-such-gateway.invalid", r"cannot resolve no-such-gateway\.invalid"),
-])
+], ids=["refused", "unknown-name"])
 def test_a_gateway_that_never_answers_stops_the_run_after_the_first_request(url, reason, workdir, clock, capsys):
+    url = url.replace("{free port}", str(free_port()))
     code = wcr.main([url, *week_range("2025-01-06", "2026-01-05"), "--workers", "8"], clock=clock)
     err = capsys.readouterr().err
     assert code == 1

@@ -225,8 +225,8 @@ def test_each_container_is_stored_as_the_gateways_own_bytes(run, gateway, workdi
     gateway.add_raw(ms(2025, 9, 4), '{"uuid":"raw-utf8","name":"café ☕"}')
     assert run(*WEEK_UNSLICED) == 0
     lines = (workdir / "weekly_reports" / WEEK_FILE).read_bytes().split(b"\n")
-    assert lines == [b"[", b'{ "uuid" : "spaced",  "name":"caf\\u00e9" ,"n": 1.50 },',
-                     '{"uuid":"raw-utf8","name":"café ☕"}'.encode(), b"]", b""]
+    assert lines == [b"[", '{"uuid":"raw-utf8","name":"café ☕"},'.encode(),  # no created: in uuid order
+                     b'{ "uuid" : "spaced",  "name":"caf\\u00e9" ,"n": 1.50 }', b"]", b""]
 
 
 def test_a_page_nested_too_deeply_to_decode_fails_the_week_in_one_line(run, gateway, workdir, capsys):
@@ -252,8 +252,8 @@ def test_nan_is_not_json_so_such_a_page_is_retried_and_then_fails(run, gateway, 
 
 def test_pages_of_different_weeks_interleave_and_each_week_stays_whole(run, gateway, workdir):
     fill_four_weeks(gateway)
-    gateway.latency_seconds = 0.03
-    assert run(*FOUR_WEEKS, "--workers", "4") == 0
+    gateway.latency_seconds = 0.03  # 120 calls a second: 4 in flight wanted
+    assert run(*FOUR_WEEKS, "--workers", "4", use_clock=wcr.SystemClock()) == 0
     starts = [call["params"]["filter"][0] for call in gateway.list_calls()]
     switches = sum(1 for before, after in zip(starts, starts[1:]) if before != after)
     assert switches > len(set(starts))  # not one week after another
@@ -275,98 +275,158 @@ def test_a_failing_week_does_not_block_or_corrupt_the_others(run, gateway, workd
     assert mismatch == [] and errors == []
 
 
+def split_freely(gateway):
+    """A gateway that sends no X-RateLimit headers: the run keeps as many chains as --workers allows."""
+    gateway.rate_limit = None
+
+
+def in_time_order(containers):
+    keys = [(int(container["created"]), container["uuid"]) for container in containers]
+    return keys == sorted(keys)
+
+
 def test_a_large_week_is_fetched_as_slices_that_cover_it_exactly_once(run, gateway, workdir):
     gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    split_freely(gateway)
     assert run(*WEEK) == 0
     asked = ranges(gateway.list_calls())
-    assert asked[0] == (START, END - 1)  # the first page of the whole week said there was more
-    slices = sorted(asked[1:])
-    assert len(slices) == 8
-    assert slices[0][0] == START and slices[-1][1] == END - 1
-    assert all(later[0] == earlier[1] + 1 for earlier, later in zip(slices, slices[1:]))  # no gap, no overlap
+    assert asked[0] == (START, END - 1) and len(asked) > 1  # the week, then the narrower ranges of its chains
+    assert all(START <= low <= high <= END - 1 for low, high in asked)
     uuids = [container["uuid"] for container in stored(workdir)]
     assert sorted(uuids) == sorted(record.uuid for record in gateway.records)
-    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
-    assert "fetching it as 8 time slices side by side" in log and "in 8 slices" in log
+    assert in_time_order(stored(workdir))
+    assert "split into" in log_text(workdir) and " chains -> " in log_text(workdir)
 
 
 def test_containers_on_the_slice_edges_land_in_exactly_one_slice(run, gateway, workdir):
-    gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    edges = [low for low, _ in wcr.slice_bounds(START, END, 8)] + [END]
-    for edge in edges:
+    gateway.generate(1300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    split_freely(gateway)
+    edges = sorted({low for parts in (2, 3, 4, 8, 16) for low, _ in wcr.slice_bounds(START, END, parts)}) + [END]
+    for edge in edges:  # wherever the chains are cut, these sit on an edge or 1 ms before it
         gateway.add_container(edge, name=f"at-{edge}")
         gateway.add_container(edge - 1, name=f"before-{edge}")
     assert run(*WEEK) == 0
     names = [container["name"] for container in stored(workdir)]
     inside = [f"at-{edge}" for edge in edges[:-1]] + [f"before-{edge}" for edge in edges[1:]]
     assert sorted(name for name in names if name.startswith(("at-", "before-"))) == sorted(inside)
-    assert len(names) == len(set(names)) == 300 + len(inside)
+    assert len(names) == len(set(names)) == 1300 + len(inside)
 
 
 def test_a_split_week_gives_the_same_bytes_with_one_worker_and_with_eight(run, gateway, workdir):
-    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.generate(2000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    split_freely(gateway)
     gateway.latency_seconds = 0.005
-    assert run(*WEEK, "--workers", "1", "--output_dir", "one") == 0
+    assert run(*WEEK, "--workers", "1", "--output_dir", "one") == 0  # one request at a time: never split
     assert run(*WEEK, "--workers", "8", "--output_dir", "eight") == 0
-    assert run(*WEEK, "--workers", "8", "--slices", "1", "--output_dir", "chain") == 0
-    for folder in ("weekly_reports", "weekly_csv_reports"):
-        names = files(workdir / "one" / folder)
-        _, mismatch, errors = filecmp.cmpfiles(workdir / "one" / folder, workdir / "eight" / folder, names,
-                                               shallow=False)
-        assert names and mismatch == [] and errors == []
-    sliced, chained = stored(workdir / "one"), stored(workdir / "chain")
-    assert sorted(c["uuid"] for c in sliced) == sorted(c["uuid"] for c in chained)  # the same containers
-    created = [int(container["created"]) for container in sliced]
-    bounds = wcr.slice_bounds(START, END, 8)
-    slice_of = [next(index for index, (low, high) in enumerate(bounds) if low <= stamp < high) for stamp in created]
-    assert slice_of == sorted(slice_of)  # slices in time order, each in the gateway's order
+    assert run(*WEEK, "--slices", "1", "--output_dir", "chain") == 0
+    assert "split into" in log_text(workdir / "eight") and "split into" not in log_text(workdir / "one")
+    for other in ("eight", "chain"):
+        for folder in ("weekly_reports", "weekly_csv_reports"):
+            names = files(workdir / "one" / folder)
+            _, mismatch, errors = filecmp.cmpfiles(workdir / "one" / folder, workdir / other / folder, names,
+                                                   shallow=False)
+            assert names and mismatch == [] and errors == []
+    assert in_time_order(stored(workdir / "eight"))  # the chains joined in time order
+
+
+def test_a_split_of_a_split_is_joined_in_time_order(run, gateway, workdir):
+    gateway.generate_burst(3000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # most in 6 hours
+    split_freely(gateway)
+    assert run(*WEEK, "--workers", "16") == 0
+    splits = [line for line in log_text(workdir).splitlines() if "split into" in line]
+    assert any("(chain " in line for line in splits)  # a chain that was split off split again
+    week = stored(workdir)
+    assert sorted(container["uuid"] for container in week) == sorted(record.uuid for record in gateway.records)
+    assert in_time_order(week)
+
+
+def test_the_requests_in_flight_follow_the_gateways_rate_and_the_time_a_page_takes(run, gateway, workdir):
+    gateway.generate(3000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 12 pages
+    gateway.rate_limit, gateway.latency_seconds = (120, 6.0), 0.25  # 20 calls a second, 0.25 s a page: 5+ in flight
+    assert run(*WEEK, "--output_dir", "auto", use_clock=wcr.SystemClock()) == 0
+    assert run(*WEEK, "--workers", "2", "--output_dir", "two", use_clock=wcr.SystemClock()) == 0
+
+    def widest_split(folder):
+        return max([int(parts) for parts in re.findall(r"split into (\d+) chains", log_text(folder))] or [1])
+
+    assert widest_split(workdir / "auto") >= 4
+    assert widest_split(workdir / "two") <= 2  # --workers is the ceiling
+    assert stored(workdir / "auto") == stored(workdir / "two")
+
+
+def test_a_burst_costs_few_calls_more_than_its_pages(run, gateway, workdir):
+    gateway.generate_burst(6000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # 24 pages, most in 6 hours
+    gateway.latency_seconds = 0.05  # 120 calls a second: about 8 in flight wanted
+    assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
+    assert "split into" in log_text(workdir)
+    assert len(gateway.list_calls()) <= 1.2 * 24 + 5
+    assert len(stored(workdir)) == 6000
+
+
+def test_a_week_is_split_only_when_the_gateways_numbers_call_for_more_requests(run, gateway, workdir):
+    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 5 pages
+    assert run(*WEEK) == 0  # 1200 calls a window, and answers that take no time on the run's clock: one in flight
+    assert len(gateway.list_calls()) == 5 and "split into" not in log_text(workdir)
+
+
+def test_an_opaque_cursor_is_never_sent_with_another_range(run, gateway, workdir):
+    gateway.generate(1300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    split_freely(gateway)
+    gateway.cursor_style = "opaque"  # the gateway refuses a cursor with any other filter than its own
+    assert run(*WEEK) == 0
+    assert sorted(container["uuid"] for container in stored(workdir)) == sorted(r.uuid for r in gateway.records)
+    asked = ranges(gateway.list_calls())
+    assert len(asked) > 1  # the week's first page was fetched again as chains, from their own first pages
+    for call in gateway.list_calls():
+        if "paginationQuery" in call["params"]:
+            assert gateway.open_cursor(call["params"]["paginationQuery"][0], call["params"]["filter"][0]) is not None
 
 
 def test_a_failed_slice_fails_its_whole_week_writes_nothing_and_stops_its_other_slices(run, gateway, workdir):
-    gateway.generate(4000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 4 pages a slice
+    gateway.generate(4000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 16 pages
     gateway.generate(50, dt.date(2025, 9, 8), dt.date(2025, 9, 15))
+    split_freely(gateway)
     gateway.latency_seconds = 0.01
-    third_slice = wcr.slice_bounds(START, END, 4)[2][0]
-    gateway.faults = [Fault("status", status=404, week_start_ms=third_slice, times=-1)]
+    gateway.faults = [Fault("status", status=404, with_cursor=True, week_start_ms=START)]  # the week's 2nd page
     assert run(*week_range("2025-09-01", "2025-09-15")) == 1
     first_week = [call for call in gateway.list_calls() if int(call["params"]["filter"][0][9:22]) < ms(2025, 9, 8)]
-    assert len(first_week) < 1 + 4 * 4 // 2  # the other slices stopped soon after, not 4 pages each
+    assert len(first_week) < 16  # the other chains stopped soon after, not all their pages
     assert files(workdir / "weekly_reports") == ["2025-09-08_2025-09-15.json"]
     assert files(workdir / "weekly_csv_reports") == ["2025-09-08_2025-09-15.csv"]
     assert files(workdir / "temp_reports") == [".lock"]
-    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
-    assert "2025-09-01..2025-09-08 FAILED: HTTP 404" in log
+    assert "2025-09-01..2025-09-08 FAILED: HTTP 404" in log_text(workdir)
 
 
 def test_one_page_weeks_cost_one_call_each_and_a_split_costs_few_extra(run, gateway, workdir):
     gateway.generate(20 * 100, dt.date(2025, 1, 6), dt.date(2025, 5, 26))  # 20 weeks of 100 containers
+    split_freely(gateway)
     assert run(*week_range("2025-01-06", "2025-05-26")) == 0
     assert len(gateway.list_calls()) == 20
+    gateway.generate(400, dt.date(2025, 6, 2), dt.date(2025, 6, 9))  # a 2-page week
     gateway.calls.clear()
-    assert run(*week_range("2025-01-06", "2025-01-20"), "--output_dir", "two") == 0  # 4 slices each if needed
-    assert len(gateway.list_calls()) == 2
-    gateway.generate(1000, dt.date(2025, 6, 2), dt.date(2025, 6, 9))
+    assert run(*week_range("2025-06-02", "2025-06-09"), "--output_dir", "two") == 0
+    assert len(gateway.list_calls()) <= 2 + 3  # a few calls more than its pages, at most
+    gateway.generate(2400, dt.date(2025, 6, 9), dt.date(2025, 6, 16))  # a 10-page week
     gateway.calls.clear()
-    assert run(*week_range("2025-06-02", "2025-06-09"), "--output_dir", "split") == 0
-    assert len(gateway.list_calls()) <= 1 + 8 + 4 + 1  # the first page, then 8 slices of about 1.5 pages
+    assert run(*week_range("2025-06-09", "2025-06-16"), "--output_dir", "ten") == 0
+    assert len(gateway.list_calls()) <= 1.2 * 10 + 5
 
 
 def test_a_container_the_gateway_serves_in_two_slices_is_kept_once(run, gateway, workdir):
-    gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.generate(1300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
     gateway.add_raw(ms(2025, 9, 2), '{"uuid": "no-created", "name": "nothing proves it wrong"}')
-    gateway.faults = [Fault("ignore-ranges", times=-1)]  # every slice gets the whole week: a gateway bug
+    split_freely(gateway)
+    gateway.cursor_style = "opaque"  # chains start from their own first pages
+    gateway.faults = [Fault("ignore-ranges", times=-1)]  # every chain gets the whole week: a gateway bug
     assert run(*WEEK) == 0
     uuids = [container["uuid"] for container in stored(workdir)]
-    assert len(uuids) == len(set(uuids)) == 301
+    assert len(uuids) == len(set(uuids)) == 1301
     assert run(*WEEK, "--slices", "1", "--output_dir", "chain") == 0
-
-    def csv_lines(folder):
-        return sorted((folder / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes().splitlines())
-
-    assert csv_lines(workdir) == csv_lines(workdir / "chain")  # each container's rows once, no more
-    log = (workdir / "logs" / files(workdir / "logs")[0]).read_text()
-    assert "left out 2100 containers created outside the range asked for" in log  # 300 x the 7 other slices
-    assert "A container came in two slices of one week; keeping its first copy" in log  # the one without created
+    assert (workdir / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes() == \
+        (workdir / "chain" / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes()
+    log = log_text(workdir)
+    assert "created outside the range asked for" in log  # each chain left out the others' containers
+    assert "came in two chains; kept once" in log  # the one without created, served to every chain
 
 
 def test_a_page_that_breaks_after_its_containers_is_rolled_back_before_the_retry(run, gateway, workdir):
@@ -374,6 +434,6 @@ def test_a_page_that_breaks_after_its_containers_is_rolled_back_before_the_retry
         gateway.add_raw(ms(2025, 9, 2) + number, f'{{"name": "no-uuid-{number}"}}')
     gateway.faults = [Fault("garbled")]
     assert run(*WEEK) == 0
-    assert [container["name"] for container in stored(workdir)] == ["no-uuid-0", "no-uuid-1", "no-uuid-2"]
+    assert sorted(container["name"] for container in stored(workdir)) == ["no-uuid-0", "no-uuid-1", "no-uuid-2"]
     csv_text = (workdir / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes().decode("utf-8-sig")
     assert len(csv_text.splitlines()) == 1 + 3

@@ -126,6 +126,20 @@ def test_a_redirect_with_a_gzip_bomb_never_takes_memory(gateway, tmp_path):
     assert 0 < peak / 2 ** 20 < 100, f"peak RSS {peak / 2 ** 20:.0f} MiB"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from /proc")
+def test_a_huge_container_costs_a_small_multiple_of_its_size(tmp_path):
+    from benchmark import run_exporter  # the benchmark's child reports its own peak RSS
+    with FakeGateway(vulns_per_container=1500, software_per_vuln=100) as big, FakeGateway() as empty:
+        big.generate(1, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+        size = len(big.container_text(big.records[0]))
+        assert size > 4 << 20
+        runs = [run_exporter(gateway.url, str(tmp_path / name), dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+                for gateway, name in ((big, "big"), (empty, "empty"))]
+    assert [code for code, _, _, _ in runs] == [0, 0]
+    (_, _, _, peak), (_, _, _, baseline) = runs
+    assert (peak - baseline) / size < 10, f"{(peak - baseline) / size:.1f}x its JSON"
+
+
 def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
     gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
     gateway.latency_seconds = 0.05
