@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import contextlib
 import csv
 import dataclasses
@@ -75,8 +76,9 @@ log = logging.getLogger("weeklycontainerreport")
 #   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
 #   Pacing and tokens, Reading pages, The gateway's clock, What an answer means,
-#   Gateway client, Cells and rows, Staged files and the lock, Workbooks, A week's files,
-#   Done weeks, Weeks in flight, Workers, Run, The manual, Command line.
+#   Gateway client, Cells and rows, Staged files and the lock, QID catalog, Workbooks,
+#   A week's files, Done weeks, QID knowledge, Weeks in flight, Workers, Run, The manual,
+#   Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
 # plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split while requests are idle) ->
 # GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
@@ -104,7 +106,7 @@ EXIT_MEANINGS = (
     (EXIT_WEEKS_FAILED, "one or more weeks failed (the others are kept; the next run retries them), the "
                         "gateway cannot be reached, or another run is using the output folder"),
     (EXIT_USAGE, "usage or input error"),
-    (EXIT_AUTH, "authentication failed (no token accepted, or the login was refused)"),
+    (EXIT_AUTH, "authentication failed (no token accepted, the login was refused, or vulnerability details were refused)"),
     (EXIT_SIGNAL_BASE + 2, "interrupted (Ctrl-C, SIGINT)"),
     (EXIT_SIGNAL_BASE + 15, "stopped by SIGTERM (timeout, systemd, a container runtime)"),
     (EXIT_SIGNAL_BASE + 1, "stopped by SIGHUP"),
@@ -112,6 +114,11 @@ EXIT_MEANINGS = (
 
 API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
+DETAILS_PATH = "/csapi/v1.3/containers/{sha}/vuln"  # a container's vulnerability details (the QID knowledge)
+CATALOG_NAME = "qid_catalog.json"  # in the output folder: what was learned per QID, and when
+KNOWLEDGE_MAX_AGE = dt.timedelta(days=30)  # knowledge of a QID older than this is refreshed when it is seen
+CANDIDATES_PER_QID = 4  # containers remembered per unknown QID, to ask another when one is gone (404)
+DETAILS_AT_ONCE = 16  # vulnerability details asked side by side (their limit is documented at 5000 per 60 s)
 PAGE_LIMIT = 250  # the API's maximum; its default is undocumented, so always send it
 OPEN_WEEK_GRACE = dt.timedelta(hours=24)  # a week ending later than this before the run is partial
 CLOCK_SKEW_WARNING = dt.timedelta(minutes=5)  # the gateway's Date and this machine's clock may differ this much
@@ -186,8 +193,15 @@ VULN_SOFTWARE_FIELDS = {
     "vuln_software_names": "name", "vuln_software_versions": "version",
     "vuln_software_fixVersions": "fixVersion", "vuln_software_packagePaths": "packagePath",
 }
+# Columns of what Qualys knows of a QID, from its vulnerability details (not in the default set):
+# column -> the field kept per QID in the QID catalog. Asking for any of them turns the knowledge on.
+KNOWLEDGE_COLUMNS = {
+    "vuln_severity": "severity", "vuln_title": "title", "vuln_cveids": "cveids", "vuln_cvss3Base": "cvss3Base",
+    "vuln_patchAvailable": "patchAvailable", "vuln_published": "published", "vuln_category": "category",
+}
+SUPPORTED_COLUMNS = CSV_COLUMNS + tuple(KNOWLEDGE_COLUMNS)
 # Epoch-millisecond columns, rendered as ISO-8601 UTC in the CSV and as dates in the workbook.
-TIME_COLUMNS = frozenset({"created", "updated", "stateChanged", "vuln_firstFound", "vuln_lastFound"})
+TIME_COLUMNS = frozenset({"created", "updated", "stateChanged", "vuln_firstFound", "vuln_lastFound", "vuln_published"})
 LIST_SEPARATOR = "; "
 
 FORMULA_TRIGGERS = frozenset("=+-@\t\r")  # OWASP CSV injection: cells a spreadsheet evaluates
@@ -269,6 +283,10 @@ class RateLimited(ReportError):
     def __init__(self, wait_seconds: float, source: str):
         super().__init__(f"HTTP 429, waiting {wait_seconds:g}s ({source})")
         self.wait_seconds = wait_seconds
+
+
+class KnowledgeRefused(AuthError):
+    """The gateway refused vulnerability details (403): the token's user lacks the permission (exit 3)."""
 
 
 class TokenRejected(ReportError):
@@ -372,6 +390,15 @@ class Settings:
     embedded_token: str = dataclasses.field(default="", repr=False)
     username: str = dataclasses.field(default="", repr=False)
     password: str = dataclasses.field(default="", repr=False)
+
+    @property
+    def knowledge(self) -> tuple:
+        """The QID catalog fields the asked columns need; none: no details call is ever made."""
+        return tuple(KNOWLEDGE_COLUMNS[column] for column in self.csv_columns if column in KNOWLEDGE_COLUMNS)
+
+    def calls_gateway(self) -> bool:
+        """Whether this run may call the gateway: an export, or a rebuild that learns QIDs (a gateway given)."""
+        return not self.dry_run and (not self.rebuild_csv or bool(self.knowledge and self.gateway))
 
 
 # --- Weeks, names and folders --------------------------------------------------------
@@ -1897,6 +1924,29 @@ def check_status(answer, route: Route, redact, now: dt.datetime) -> None:
     raise WeekFailed(f"HTTP {status} {gateway_message(answer, redact)}".rstrip())
 
 
+def details_vulns(text: str) -> list:
+    """The vulnerabilities in a details answer, wherever its shape puts them: details.vulns and
+    details.driftVulns (as documented), vulns at the top level, details as a list, or under data.
+    An answer that holds none of these is no details answer: TransientError."""
+    body, end = decode_at(text, skip_space(text, 0))
+    if skip_space(text, end) != len(text):
+        raise TransientError("the details answer has data after its JSON")
+    found, pending, shaped = [], [(body, 0)], False
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, list):
+            found += [item for item in value if isinstance(item, dict) and "qid" in item]
+            shaped = True
+        elif isinstance(value, dict) and depth < 3:
+            for key in ("data", "details", "vulns", "driftVulns"):
+                if key in value:
+                    shaped = shaped or key != "data"  # details or vulns named, even if null
+                    pending.append((value[key], depth + 1))
+    if not shaped:
+        raise TransientError("the answer holds no vulnerability details (no details or vulns)")
+    return found
+
+
 def login_token(answer, auth_url: str, redact, now: dt.datetime) -> str:
     """The JWT a login answered with; raise what the answer means when it is none."""
     status, body = answer.status, bytes(answer.body).strip()
@@ -1928,6 +1978,7 @@ class GatewayClient:
     def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, rng=None):
         self.route = Route.to(settings.gateway + API_PATH)
         self.list_url = settings.gateway + API_PATH
+        self.details_url = settings.gateway + DETAILS_PATH
         self.auth_url = settings.gateway + AUTH_PATH
         self.session = session
         self.clock = clock
@@ -1937,6 +1988,7 @@ class GatewayClient:
         self.redact = secrets.redact
         self.stop = stop
         self.pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)
+        self.details_pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)  # its endpoint's own limit
         self.watch = RequestWatch()
         self.budget = ByteBudget(self.policy.max_bytes_in_flight)
         self._probe = threading.Lock()  # until the gateway has answered once, one request finds out
@@ -2019,13 +2071,13 @@ class GatewayClient:
         if self.stop.is_set():
             raise RunStopping("the run stopped")
 
-    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float) -> float:
+    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer=None) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
         waited += wait
         if waited > self.policy.max_total_rate_limit_wait_seconds:
             raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
         log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
-        self.pacer.hold(wait)
+        (pacer or self.pacer).hold(wait)
         self._wait(wait, "rate limit")
         return waited
 
@@ -2116,6 +2168,54 @@ class GatewayClient:
                                  f"({type(exc).__name__}{': ' + trouble.reason if trouble.reason else ''})")
         problem.unreachable = trouble.reason
         return problem
+
+    def fetch_details(self, sha: str):
+        """Fetch one container's vulnerability details; return its vulnerabilities, or None when the
+        container is gone (404). Paced by the details endpoint's own rate limit, never the list's;
+        5xx, 429 and network trouble are retried like a page; 403 stops the run (KnowledgeRefused)."""
+        url = self.details_url.format(sha=quote(sha, safe=""))
+        attempt, waited, limit_waited = 0, 0.0, 0.0
+        what = f"Vulnerability details of container {sha[:12]}"
+        while True:
+            self.check_stop()
+            try:
+                return self._details_once(url)
+            except TokenRejected:
+                continue
+            except RateLimited as exc:
+                limit_waited = self._after_rate_limit(exc, what, limit_waited, self.details_pacer)
+            except TransientError as exc:
+                attempt += 1
+                waited = self._after_failure(exc, what, attempt, waited)
+            except (AuthError, GatewayUnreachable, WrongGateway):
+                self.stop.set()  # no retry can help: the other workers stop before they send
+                raise
+
+    def _details_once(self, url: str):
+        sent_at = self.details_pacer.wait_turn(self.stop)
+        self.check_stop()
+        token = self.tokens.current()
+        with self.budget.hold() as grow:
+            answer = self.send("GET", url, headers=REQUEST_HEADERS, auth=BearerAuth(token), grow=grow)
+            self.details_pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
+            return self._details(answer, token)
+
+    def _details(self, answer: Answer, token: str):
+        if answer.status == 401:
+            self.tokens.rejected(token, f"HTTP 401 {gateway_message(answer, self.redact)}".rstrip())
+            raise TokenRejected()
+        if answer.status == 403:
+            said = gateway_message(answer, self.redact)
+            raise KnowledgeRefused(
+                f"the gateway refused vulnerability details (HTTP 403 on {DETAILS_PATH}{': ' + said if said else ''}): "
+                "the token's user may list containers but not read their vulnerability details. Ask your Qualys "
+                "admin to give that user the Container Security permission to view vulnerability details, or "
+                f"leave out the columns {', '.join(KNOWLEDGE_COLUMNS)}")
+        if answer.status in (204, 404):
+            return None  # the container is gone (purged since the list named it)
+        check_status(answer, self.route, self.redact, self.clock.now())
+        self.tokens.accepted(token)
+        return details_vulns(page_text(answer.body))
 
     def log_in(self, username: str, password: str) -> str:
         """POST /auth and return the JWT; raise AuthError for refused credentials or an answer that
@@ -2266,6 +2366,59 @@ def software_field(field: str):
     return getter
 
 
+def normalized_knowledge(field: str, value):
+    """A field of QID knowledge as the catalog keeps it: severity an int, cvss3Base a float, the patch
+    flag a bool, published epoch ms, CVE ids a list of text, the rest text; None when unreadable."""
+    if value is None or value == "" or value == "null":
+        return None
+    if field == "cveids":
+        items = value if isinstance(value, list) else re.split(r"[,;\s]+", str(value))
+        return [str(item) for item in items if item not in (None, "")] or None
+    if field == "patchAvailable":
+        return value if type(value) is bool else {"true": True, "false": False, "1": True, "0": False}.get(
+            str(value).strip().lower())
+    if field in ("severity", "cvss3Base"):
+        try:
+            number = float(value) if type(value) is not bool else None
+        except (TypeError, ValueError):
+            return None
+        return (int(number) if field == "severity" and number.is_integer() else number) \
+            if number is not None and math.isfinite(number) else None
+    if field == "published":
+        return published_ms(value)
+    return format_text(value)
+
+
+def published_ms(value):
+    """A published time as epoch ms: from a number, a string of digits, or an ISO-8601 date."""
+    if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):
+        return int(value)
+    try:
+        when = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
+
+
+def carried_knowledge(vuln: dict, field: str):
+    """A field of QID knowledge that a list item carries itself (some tenants send severity), or None."""
+    value = vuln.get("cvss3Info") if field == "cvss3Base" else vuln.get(field)
+    if field == "cvss3Base":
+        value = value.get("baseScore") if isinstance(value, dict) else None
+    return normalized_knowledge(field, value)
+
+
+def knowledge_field(field: str, knowledge):
+    """Return a getter for one field of what is known of a vulnerability's QID: what the list item
+    carries, else what the QID catalog (knowledge) has learned."""
+    def getter(vuln):
+        carried = carried_knowledge(vuln, field)
+        if carried is not None or knowledge is None:
+            return carried
+        return knowledge.get(vuln.get("qid"), field)
+    return getter
+
+
 def vuln_field(field: str):
     """Return a getter for one field of a vulnerability."""
     return lambda vuln: vuln.get(field)
@@ -2274,11 +2427,13 @@ def vuln_field(field: str):
 class RowFlattener:
     """Turns one container into rows, one per vulnerability, with column paths resolved once.
 
-    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans)."""
+    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans). The
+    knowledge columns read the QID catalog (knowledge) for what a list item does not carry."""
 
-    def __init__(self, columns, typed: bool = False):
+    def __init__(self, columns, typed: bool = False, knowledge=None):
         self.header = list(columns)
-        self.unknown = [column for column in columns if column not in CSV_COLUMNS]
+        self.knowledge = knowledge
+        self.unknown = [column for column in columns if column not in SUPPORTED_COLUMNS]
         self._blank = [None if typed else ""] * len(self.header)
         self._container_cells = []  # (position, steps, formatter)
         self._vuln_cells = []  # (position, getter, formatter)
@@ -2293,6 +2448,8 @@ class RowFlattener:
                 self._vuln_cells.append((position, vuln_field(VULN_FIELDS[column]), formatter))
             elif column in VULN_SOFTWARE_FIELDS:
                 self._vuln_cells.append((position, software_field(VULN_SOFTWARE_FIELDS[column]), formatter))
+            elif column in KNOWLEDGE_COLUMNS:
+                self._vuln_cells.append((position, knowledge_field(KNOWLEDGE_COLUMNS[column], knowledge), formatter))
             else:
                 self._container_cells.append((position, compile_path(column), formatter))
 
@@ -2319,9 +2476,9 @@ class RowFlattener:
         return rows
 
 
-def make_flattener(columns) -> RowFlattener:
+def make_flattener(columns, knowledge=None) -> RowFlattener:
     """Build the row flattener, warning once about each column it does not know."""
-    flattener = RowFlattener(columns)
+    flattener = RowFlattener(columns, knowledge=knowledge)
     for column in flattener.unknown:
         log.warning("Unknown CSV column %r: it will be blank (see --help for the list)", column)
     return flattener
@@ -2458,6 +2615,129 @@ def remove_staged(path: str) -> None:
         remove_quietly(path)
 
 
+def set_aside(path: str) -> str:
+    """Rename a damaged file to <name>.damaged (or .damaged-2, ...), never deleting it; return the new path."""
+    for number in range(1, 1000):
+        aside = f"{path}{DAMAGED_SUFFIX}{'' if number == 1 else f'-{number}'}"
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return aside
+    raise OSError(errno.EEXIST, f"too many damaged copies of {os.path.basename(path)}")
+
+
+# --- QID catalog ---------------------------------------------------------------------
+
+
+def iso_time(text):
+    """An ISO-8601 time (2026-12-01T16:00:00Z) as an aware datetime, or None when unreadable."""
+    try:
+        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def qid_list(qids) -> str:
+    """A few QIDs in number order, for a message."""
+    ordered = sorted(qids, key=lambda qid: (len(str(qid)), str(qid)))
+    return ", ".join(str(qid) for qid in ordered[:5]) + (", ..." if len(ordered) > 5 else "")
+
+
+class QidCatalog:
+    """What was learned per QID from vulnerability details (title, severity, CVE ids, CVSS v3 base
+    score, patch available, published, category), each entry with when it was learned. It lives in
+    <output_dir>/qid_catalog.json, written whole or not at all, so that a later run or --rebuild_csv
+    needs no call for a QID already known. Per-asset fields (firstFound, customerSeverity, ...) are
+    never kept: they differ from one container to the next. A damaged catalog is kept aside and
+    learned again."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries = self._read()
+        self._learned = {qid: iso_time(entry.get("learned")) for qid, entry in self._entries.items()}
+        self.changed = False
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path, "rb") as stream:
+                entries = json.loads(stream.read(MAX_PAGE_BYTES).decode("utf-8")).get("qids")
+            if not isinstance(entries, dict):
+                raise ValueError("it holds no qids object")
+            return {str(qid): entry for qid, entry in entries.items() if isinstance(entry, dict)}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError) as exc:
+            aside = set_aside(self.path) if os.path.isfile(self.path) else "(not kept)"
+            log.warning("The QID catalog %s cannot be read (%s); kept aside as %s, its QIDs are learned again",
+                        os.path.basename(self.path), shorten(str(exc), 100), os.path.basename(aside))
+            return {}
+
+    def get(self, qid, field: str):
+        entry = self._entries.get(str(qid))
+        return entry.get(field) if entry is not None else None
+
+    def needs(self, qid, now) -> bool:
+        """Whether a QID is unknown, or (with now) was learned more than KNOWLEDGE_MAX_AGE ago: Qualys
+        revises severities and adds CVEs."""
+        learned = self._learned.get(str(qid))
+        return learned is None or (now is not None and now - learned > KNOWLEDGE_MAX_AGE)
+
+    def learn(self, qid, vuln, now: dt.datetime) -> None:
+        """Keep what a details answer says of one QID; vuln None: the details of the containers holding
+        it do not mention it (nothing to know, asked again when stale)."""
+        entry = {field: None if vuln is None else carried_knowledge(vuln, field)
+                 for field in KNOWLEDGE_COLUMNS.values()}
+        entry["learned"] = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if vuln is None:
+            entry["absent"] = True
+        with self._lock:
+            self._entries[str(qid)] = entry
+            self._learned[str(qid)] = iso_time(entry["learned"])
+            self.changed = True
+
+    def save(self, temp_folder: str) -> None:
+        """Write the catalog whole, or not at all."""
+        with self._lock:
+            text = json.dumps({"format": 1, "qids": self._entries}, ensure_ascii=False, sort_keys=True, indent=1)
+            self.changed = False
+        with StagedFile(temp_folder, self.path) as staged:
+            staged.stream.write(text.encode("utf-8") + b"\n")
+            staged.publish()
+
+
+class KnowledgeNeeds:
+    """The QIDs a week needs learned for the knowledge fields asked for and not carried by its list
+    items: unknown to the catalog, or stale when now is given; each with a few containers (shas)
+    that hold it, to ask for their details."""
+
+    def __init__(self, catalog: QidCatalog, fields, now):
+        self.catalog, self.fields, self.now = catalog, tuple(fields), now
+        self.qids = {}  # qid -> [sha, ...]
+        self._known = set()  # QIDs the catalog was seen to know well enough
+
+    def note(self, container) -> None:
+        vulns = container.get("vulnerabilities")
+        sha = container.get("sha")
+        for vuln in vulns if isinstance(vulns, list) else [vulns] if isinstance(vulns, dict) else ():
+            qid = vuln.get("qid") if isinstance(vuln, dict) else None
+            if qid is None or type(qid) is bool or qid in self._known:
+                continue
+            if all(carried_knowledge(vuln, field) is not None for field in self.fields):
+                continue
+            if not self.catalog.needs(qid, self.now):
+                self._known.add(qid)
+                continue
+            shas = self.qids.setdefault(str(qid), [])
+            if type(sha) is str and sha and len(shas) < CANDIDATES_PER_QID and sha not in shas:
+                shas.append(sha)
+
+    def merge(self, other: "KnowledgeNeeds") -> None:
+        for qid, shas in other.qids.items():
+            known = self.qids.setdefault(qid, [])
+            known += [sha for sha in shas if sha not in known][:CANDIDATES_PER_QID - len(known)]
+
+
 # --- Workbooks -----------------------------------------------------------------------
 
 
@@ -2485,7 +2765,7 @@ def sheet_name(week: Week) -> str:
     return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
 
 
-def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS) -> int:
+def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS, knowledge=None) -> int:
     """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
 
     Text is always a string cell (never guessed, never a formula), times are UTC dates,
@@ -2496,14 +2776,15 @@ def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows
     try:
         return write_sheets(xlsxwriter.Workbook(stream, {
             "constant_memory": True, "tmpdir": library_folder, "strings_to_numbers": False,
-            "strings_to_formulas": False, "strings_to_urls": False}), json_path, columns, sheet_name, max_rows)
+            "strings_to_formulas": False, "strings_to_urls": False}), json_path, columns, sheet_name, max_rows,
+            knowledge)
     finally:
         shutil.rmtree(library_folder, ignore_errors=True)
 
 
-def write_sheets(workbook, json_path, columns, sheet_name, max_rows) -> int:
+def write_sheets(workbook, json_path, columns, sheet_name, max_rows, knowledge) -> int:
     """Write the rows of a weekly JSON into the workbook's sheets and close it; return rows."""
-    flattener = RowFlattener(columns, typed=True)
+    flattener = RowFlattener(columns, typed=True, knowledge=knowledge)
     time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
     sheets, sheet, row_number, total = 0, None, max_rows, 0
     for container in read_report(json_path):
@@ -2603,8 +2884,9 @@ class Fragment:
     another week or chain)."""
 
     def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool,
-                 start_ms: int, end_ms: int):
+                 start_ms: int, end_ms: int, needs=None):
         self.whole_week = whole_week  # the week's first chain: if it stays alone, its files are the week's
+        self.needs = needs  # a KnowledgeNeeds when QID knowledge columns are asked for
         self.flattener = flattener
         self.start_ms, self.end_ms = start_ms, end_ms
         self.keys, self.outside_keys = set(), set()
@@ -2668,6 +2950,8 @@ class Fragment:
                     stats.duplicates += 1
                     continue
                 new_keys.add(key)
+            if self.needs is not None:  # before its rows: a QID the catalog learns later gets them rewritten
+                self.needs.note(container)
             json_start, csv_start = json_out.tell(), csv_out.tell()
             crc = write_raw(json_out, text, start, end, one_line)
             container_rows = flatten(container)
@@ -2772,7 +3056,7 @@ def copy_range(source, start: int, length: int, target) -> None:
 
 
 def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, json_source: str,
-                  workbook_columns, temp_folder: str, staged_json=None) -> None:
+                  workbook_columns, temp_folder: str, staged_json=None, knowledge=None) -> None:
     """Move a week's files into place, for an export and a rebuild alike: the CSV and the workbook
     (written from json_source) first, the JSON (the done marker) last. A week without containers
     has neither, so old ones of its names are removed. A rebuild keeps its JSON: no staged_json.
@@ -2782,7 +3066,8 @@ def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, 
         workbook = None
         if containers and workbook_columns is not None:
             workbook = owned.enter_context(StagedFile(temp_folder, files.xlsx))
-            write_workbook(json_source, workbook.stream, workbook_columns, sheet_name(files.week), temp_folder)
+            write_workbook(json_source, workbook.stream, workbook_columns, sheet_name(files.week), temp_folder,
+                           knowledge=knowledge)
         if not containers:
             staged_csv.discard()
             remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
@@ -2799,9 +3084,11 @@ def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, 
                              "but not the JSON that marks the week done, so the next run fetches it again") from None
 
 
-def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Merge a week's fragments and publish its files; return (containers, CSV rows). Whatever
-    happens, nothing the week staged is left behind."""
+def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns,
+                 rows_from_json: bool = False):
+    """Merge a week's fragments and publish its files; return (containers, CSV rows). With
+    rows_from_json the CSV is written again from the week's JSON (knowledge was learned after its
+    rows were). Whatever happens, nothing the week staged is left behind."""
     with contextlib.ExitStack() as owned:
         for fragment in fragments:
             owned.enter_context(fragment)
@@ -2815,15 +3102,20 @@ def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlatte
             owned.enter_context(final_csv)
         close_json_array(final_json.stream, containers)
         final_json.stream.flush()
+        if rows_from_json and containers:
+            final_csv = owned.enter_context(StagedFile(temp_folder, job.files.csv))
+            containers, rows = write_csv(final_json.temp_path, final_csv.stream, flattener)
         publish_files(job.files, final_csv, containers, json_source=final_json.temp_path,
-                      workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json)
+                      workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json,
+                      knowledge=flattener.knowledge)
     for stale in job.stale:
         remove_quietly(stale)
     return containers, rows
 
 
-def write_csv(json_path: str, stream, flattener: RowFlattener):
-    """Write the CSV of a stored weekly JSON to stream; return (containers, rows)."""
+def write_csv(json_path: str, stream, flattener: RowFlattener, needs=None):
+    """Write the CSV of a stored weekly JSON to stream; return (containers, rows). With needs (a
+    KnowledgeNeeds), a QID the catalog does not know fails the week: its cells would be blank."""
     stream.write(csv_head(flattener.header))
     containers = rows = 0
     rows_text = CsvText()
@@ -2832,15 +3124,12 @@ def write_csv(json_path: str, stream, flattener: RowFlattener):
         stream.write(rows_text.encode(container_rows))
         containers += 1
         rows += len(container_rows)
-    return containers, rows
-
-
-def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
-    with StagedFile(temp_folder, files.csv) as staged_csv:
-        containers, rows = write_csv(files.json, staged_csv.stream, flattener)
-        publish_files(files, staged_csv, containers, json_source=files.json, workbook_columns=workbook_columns,
-                      temp_folder=temp_folder)
+        if needs is not None:
+            needs.note(container)
+    if needs is not None and needs.qids:
+        raise WeekFailed(f"{plural(len(needs.qids), 'QID')} of this week ({qid_list(needs.qids)}) not in "
+                         f"{CATALOG_NAME}: give the GATEWAY to learn them from its vulnerability details "
+                         "(no list call)")
     return containers, rows
 
 
@@ -2866,16 +3155,6 @@ def report_damage(path: str) -> str:
     return ""
 
 
-def set_aside(path: str) -> str:
-    """Rename a damaged file to <name>.damaged (or .damaged-2, ...), never deleting it; return the new path."""
-    for number in range(1, 1000):
-        aside = f"{path}{DAMAGED_SUFFIX}{'' if number == 1 else f'-{number}'}"
-        if not os.path.lexists(aside):
-            os.replace(path, aside)
-            return aside
-    raise OSError(errno.EEXIST, f"too many damaged copies of {os.path.basename(path)}")
-
-
 def set_aside_damaged(done) -> tuple:
     """Split the files of done weeks into those whose JSON looks whole and those whose JSON is
     damaged; a damaged one is kept aside under a name that says so, and its week is fetched again."""
@@ -2899,22 +3178,167 @@ def json_has_containers(path: str) -> bool:
     return head.startswith(b"[") and not head[1:].lstrip().startswith(b"]")
 
 
-def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns) -> list:
-    """Rebuild a done week's missing CSV, and with --xlsx its missing workbook, from its JSON
-    (no call); return the names rebuilt."""
+def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, needs=None):
+    """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
+    with StagedFile(temp_folder, files.csv) as staged_csv:
+        containers, rows = write_csv(files.json, staged_csv.stream, flattener, needs)
+        publish_files(files, staged_csv, containers, json_source=files.json, workbook_columns=workbook_columns,
+                      temp_folder=temp_folder, knowledge=flattener.knowledge)
+    return containers, rows
+
+
+def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, learn=None) -> list:
+    """Rebuild a done week's missing CSV, and with --xlsx its missing workbook, from its JSON (no
+    list call; learn(json path) first learns what its QIDs need); return the names rebuilt."""
     missing = [files.csv] if not os.path.exists(files.csv) else []
     if workbook_columns is not None and not os.path.exists(files.xlsx):
         missing.append(files.xlsx)
     if not missing or not json_has_containers(files.json):
         return []
+    if learn is not None:
+        learn(files.json)
     for path in missing:
         with StagedFile(temp_folder, path) as staged:
             if path == files.csv:
                 write_csv(files.json, staged.stream, flattener)
             else:
-                write_workbook(files.json, staged.stream, workbook_columns, sheet_name(files.week), temp_folder)
+                write_workbook(files.json, staged.stream, workbook_columns, sheet_name(files.week), temp_folder,
+                               knowledge=flattener.knowledge)
             staged.publish()
     return [os.path.basename(path) for path in missing]
+
+
+# --- QID knowledge -------------------------------------------------------------------
+
+
+def choose_containers(missing: dict, count: int) -> list:
+    """Pick up to count containers to ask, each holding a QID the ones picked before it do not: the
+    one holding the most QIDs still to learn first (missing: qid -> shas of containers holding it)."""
+    holders = {}
+    for qid, shas in missing.items():
+        for sha in shas:
+            holders.setdefault(sha, set()).add(qid)
+    chosen, covered = [], set()
+    while len(chosen) < count:
+        sha, qids = max(holders.items(), key=lambda item: (len(item[1] - covered), item[0]), default=(None, ()))
+        if sha is None or not qids - covered:
+            break
+        chosen.append(sha)
+        covered |= holders.pop(sha)
+    return chosen
+
+
+class Learner:
+    """Learns what the QID catalog lacks from containers' vulnerability details, before a week is
+    published: a container is asked only when it holds a QID still to learn (the one holding the most
+    first), never twice in a run, up to DETAILS_AT_ONCE side by side. A container gone meanwhile (404,
+    or no vulnerabilities) gives way to another holding the same QID. Weeks learn one at a time, so
+    two weeks never ask for the same QID."""
+
+    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock):
+        self.client, self.catalog, self.fields = client, catalog, tuple(fields)
+        self.temp_folder, self.clock = temp_folder, clock
+        self._lock = threading.Lock()
+        self._asked = set()  # containers asked in this run
+
+    def needs(self, now) -> KnowledgeNeeds:
+        """An empty list of QIDs to learn; now None: only unknown ones (stale ones are used as they are)."""
+        return KnowledgeNeeds(self.catalog, self.fields, now)
+
+    def learn_json(self, path: str, label: str) -> None:
+        """Learn what the QIDs of a stored weekly JSON lack, from the details of its containers."""
+        needs = self.needs(None)
+        for container in read_report(path):
+            if isinstance(container, dict):
+                needs.note(container)
+        self.learn(needs, label)
+
+    def learn(self, needs: KnowledgeNeeds, label: str) -> None:
+        """Learn every QID in needs and save the catalog; raise WeekFailed when a QID the catalog does
+        not know cannot be learned (a stale one keeps what was known)."""
+        with self._lock:
+            missing = {qid: [sha for sha in shas if sha not in self._asked] for qid, shas in needs.qids.items()
+                       if self.catalog.needs(qid, needs.now) and shas}
+            absent, answered_without, wanted, asked = set(), set(), list(missing), 0
+            try:
+                self._settle(missing, answered_without, absent, needs.now)
+                while missing:
+                    batch = choose_containers(missing, DETAILS_AT_ONCE)
+                    if not batch:
+                        break
+                    self._asked.update(batch)
+                    asked += len(batch)
+                    for sha, vulns in zip(batch, self._fetch_all(batch)):
+                        self._take(sha, vulns, missing, answered_without)
+                    self._settle(missing, answered_without, absent, needs.now)
+            finally:
+                if self.catalog.changed:
+                    self.catalog.save(self.temp_folder)
+        if asked:
+            learned = sum(1 for qid in wanted if qid not in absent and not self.catalog.needs(qid, needs.now))
+            log.info("Week %s: learned %s from the vulnerability details of %s", label, plural(learned, "QID"),
+                     plural(asked, "container"))
+        log_unlearned(label, needs, absent)
+        if missing:
+            raise WeekFailed(f"the knowledge of {plural(len(missing), 'QID')} ({qid_list(missing)}) cannot be "
+                             "had: every container holding it is gone from the gateway (404) or was asked already")
+
+    def _take(self, sha: str, vulns, missing: dict, answered_without: set) -> None:
+        """Learn what one container's details say (vulns None: it is gone) of every QID they name."""
+        now = self.clock.now()
+        for vuln in vulns or ():
+            if type(vuln.get("qid")) in (int, str):
+                self.catalog.learn(vuln["qid"], vuln, now)
+        for qid, shas in missing.items():
+            if sha in shas:
+                shas.remove(sha)
+                if vulns:
+                    answered_without.add(qid)  # unless it was learned just now
+
+    def _settle(self, missing: dict, answered_without: set, absent: set, stale_after) -> None:
+        """Drop the QIDs learned, and those no container left can tell more of."""
+        for qid in list(missing):
+            if not self.catalog.needs(qid, stale_after):
+                del missing[qid]  # learned
+            elif missing[qid]:
+                continue  # another container holding it may tell
+            elif not self.catalog.needs(qid, None):
+                del missing[qid]  # stale, and no container could refresh it: what was known stays
+            elif qid in answered_without:  # the containers holding it answered, without it
+                self.catalog.learn(qid, None, self.clock.now())
+                absent.add(qid)
+                del missing[qid]
+
+    def _fetch_all(self, shas) -> list:
+        """The details of these containers, side by side; a failure fails the week, once they all ended."""
+        if len(shas) == 1:
+            return [self._fetch(shas[0])]
+        with concurrent.futures.ThreadPoolExecutor(len(shas), thread_name_prefix="details") as pool:
+            futures = [pool.submit(self._fetch, sha) for sha in shas]
+            try:
+                return [future.result() for future in futures]
+            except BaseException as exc:
+                if not isinstance(exc, WeekFailed):  # a stop: the others end now too
+                    self.client.stop.set()
+                    self.client.watch.abort_all()
+                raise
+
+    def _fetch(self, sha: str):
+        try:
+            return self.client.fetch_details(sha)
+        except WeekFailed as exc:
+            raise WeekFailed(f"vulnerability details of container {sha[:12]}: {exc}") from None
+
+
+def log_unlearned(label: str, needs: KnowledgeNeeds, absent: set) -> None:
+    """Warn about the QIDs whose knowledge columns stay blank though no call failed."""
+    unaskable = [qid for qid, shas in needs.qids.items() if not shas and needs.catalog.needs(qid, None)]
+    if unaskable:
+        log.warning("Week %s: no container holding %s (%s) has a sha to ask its vulnerability details by; "
+                    "their knowledge columns stay blank", label, plural(len(unaskable), "QID"), qid_list(unaskable))
+    if absent:
+        log.warning("Week %s: the vulnerability details of the containers holding %s (%s) do not mention them; "
+                    "their knowledge columns stay blank", label, plural(len(absent), "QID"), qid_list(absent))
 
 
 # --- Weeks in flight -----------------------------------------------------------------
@@ -3006,10 +3430,16 @@ class WeekResult:
     pages: int = 0
 
 
+def is_fatal(exc: BaseException) -> bool:
+    """Whether an error stops the whole run: no token left, details refused, a gateway that never
+    answers or is the wrong one, an interrupt."""
+    return isinstance(exc, (AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception)
+
+
 def chain_ending(week: Week, exc: BaseException) -> tuple:
     """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
     traceback goes to the log file only."""
-    if isinstance(exc, (RunStopping, AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception):
+    if isinstance(exc, RunStopping) or is_fatal(exc):
         return Ending.UNFINISHED, "the run stopped"
     if isinstance(exc, WeekFailed):
         return Ending.FAILED, str(exc)
@@ -3054,8 +3484,9 @@ class Exporter:
     last chain publishes it. The main thread only waits and stops."""
 
     def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop,
-                 run_started: dt.datetime):
+                 run_started: dt.datetime, learner=None):
         self.settings = settings
+        self.learner = learner  # a Learner when QID knowledge columns are asked for
         self.run_started = run_started
         self.client = client
         self.layout = layout
@@ -3165,10 +3596,11 @@ class Exporter:
         try:
             fragment = Fragment(week.job, self.layout.temp, self.flattener,
                                 tag="" if chain.first else f".chain{chain.number}", whole_week=chain.first,
-                                start_ms=chain.start_ms, end_ms=chain.end_ms)
+                                start_ms=chain.start_ms, end_ms=chain.end_ms,
+                                needs=self.learner.needs(self.run_started) if self.learner else None)
             kept = self._page_through(chain, fragment)
         except BaseException as exc:
-            fatal = isinstance(exc, (AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception)
+            fatal = is_fatal(exc)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
                 self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
             self._chain_ended(chain, fragment, *chain_ending(week.job.week, exc))
@@ -3282,11 +3714,11 @@ class Exporter:
             with self._changed:
                 self._publishing += 1
             try:
-                week.job = self._settled(week.job)
-                result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp,
-                                                              self.flattener, self.workbook_columns)
-                log_week_done(week, result)
-            except Exception as exc:
+                self._publish(week, fragments, result)
+            except BaseException as exc:
+                if is_fatal(exc):  # the details refused (403), an interrupt: the run stops
+                    self.stop.set()
+                    self.events.put(("fatal", exc))
                 result.ending, result.reason = chain_ending(week.job.week, exc)
             finally:
                 with self._changed:
@@ -3300,6 +3732,19 @@ class Exporter:
                       week.job.week.label, result.reason)
         self.results[week.order] = result
         self.events.put(("week", result))
+
+    def _publish(self, week: WeekRun, fragments, result: WeekResult) -> None:
+        """Learn what the week's QIDs need (QID knowledge columns), then publish its files."""
+        week.job = self._settled(week.job)
+        needs = None
+        if self.learner is not None:
+            needs = self.learner.needs(self.run_started)
+            for fragment in fragments:
+                needs.merge(fragment.needs)
+            self.learner.learn(needs, week.job.week.label)
+        result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp, self.flattener,
+                                                      self.workbook_columns, rows_from_json=bool(needs and needs.qids))
+        log_week_done(week, result)
 
 
 # --- Run -----------------------------------------------------------------------------
@@ -3347,14 +3792,16 @@ def run_report(settings: Settings, session, clock, progress, secrets, summary: S
         jobs = sorted(jobs + [plan_job(files.week, settings, started, layout) for files in damaged],
                       key=lambda job: job.week.start)
         log_plan(settings, weeks, jobs, done)
-        flattener = make_flattener(settings.csv_columns)  # 3. columns, resolved once
-        heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary)  # 4.
         stop = threading.Event()
         client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
                                stop=stop)
+        learner = make_learner(settings, client, layout, clock)  # 3. columns, resolved once
+        flattener = make_flattener(settings.csv_columns, learner.catalog if learner else None)
+        heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary,
+                        learner)  # 4. missing files of done weeks
         progress.weeks_total = len(jobs)
         exporter = Exporter(settings=settings, client=client, layout=layout, flattener=flattener,
-                            progress=progress, stop=stop, run_started=started)
+                            progress=progress, stop=stop, run_started=started, learner=learner)
         try:  # 5. fetch and publish, week by week
             exporter.run(jobs)
         finally:
@@ -3363,11 +3810,23 @@ def run_report(settings: Settings, session, clock, progress, secrets, summary: S
             summary.damaged = len(damaged)
 
 
-def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: Summary) -> None:
-    """Rebuild, without a call, the missing CSVs (and with --xlsx workbooks) of done weeks from their JSON."""
+def make_learner(settings: Settings, client, layout: Layout, clock):
+    """The Learner of QID knowledge, with the catalog of the output folder, when its columns are asked for."""
+    if not settings.knowledge:
+        return None
+    catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
+    return Learner(client=client, catalog=catalog, fields=settings.knowledge, temp_folder=layout.temp, clock=clock)
+
+
+def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: Summary, learner) -> None:
+    """Rebuild the missing CSVs (and with --xlsx workbooks) of done weeks from their JSON, without a list
+    call (their QIDs' knowledge, when asked for and not in the catalog, is learned first)."""
     for files in done:
+        learn = functools.partial(learner.learn_json, label=files.week.label) if learner else None
         try:
-            rebuilt = heal_files(files, layout.temp, flattener, workbook_columns)
+            rebuilt = heal_files(files, layout.temp, flattener, workbook_columns, learn)
+        except (AuthError, GatewayUnreachable, WrongGateway):
+            raise
         except Exception as exc:  # the week stays done; its files are tried again next run
             log.error("Week %s: its missing files cannot be rebuilt from its JSON: %s", files.week.label,
                       describe_error(exc))
@@ -3406,32 +3865,39 @@ def tally(summary: Summary, weeks, jobs, done, results) -> None:
             summary.rows += result.rows
 
 
-def rebuild_reports(settings: Settings, summary: Summary) -> None:
-    """Write every CSV (and workbook) afresh from the stored weekly JSON, with the current columns."""
+def rebuild_reports(settings: Settings, client, clock, summary: Summary) -> None:
+    """Write every CSV (and workbook) afresh from the stored weekly JSON, with the current columns; the
+    QID knowledge columns from the catalog, learning what it lacks only when there is a client."""
     layout = Layout(settings.output_dir, settings.xlsx)
     if not os.path.isdir(layout.reports):
         raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}; "
                          "give the --output_dir of an export")
     layout.create()
     summary.verb = "rebuilt"
-    flattener = make_flattener(settings.csv_columns)
     with folder_lock(layout):
         clean_temp(layout)
+        learner = make_learner(settings, client, layout, clock)
+        flattener = make_flattener(settings.csv_columns, learner.catalog if learner else None)
         for name in sorted(os.listdir(layout.reports)):
             parsed = parse_report_name(name, settings.local_time)
             if parsed and parsed.extension == "json":
                 files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
-                rebuild_one(settings, layout, files, flattener, summary)
+                rebuild_one(settings, layout, files, flattener, summary, learner)
         clean_temp(layout)
 
 
-def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary) -> None:
+def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary, learner) -> None:
     """Rebuild one stored week's CSV (and workbook); a week that cannot be read fails alone."""
     name = os.path.basename(files.json)
     summary.planned += 1
     try:
+        needs = learner.needs(None) if learner else None  # QIDs the catalog does not know fail the week
+        if learner is not None and learner.client is not None:
+            learner.learn_json(files.json, files.week.label)
         containers, rows = rebuild_files(files, layout.temp, flattener,
-                                         settings.csv_columns if settings.xlsx else None)
+                                         settings.csv_columns if settings.xlsx else None, needs)
+    except (AuthError, GatewayUnreachable, WrongGateway):
+        raise
     except Exception as exc:  # one unreadable week fails alone, in one line
         log.error("Rebuilding the CSV of %s FAILED: %s", name, describe_error(exc))
         summary.failed += 1
@@ -3500,13 +3966,16 @@ def signals_stop_the_run():
 
 def execute(settings: Settings, session, clock, progress, secrets, summary: Summary) -> None:
     """Run the job the settings ask for, a rebuild of the CSVs or an export, counting in summary."""
-    if settings.rebuild_csv:
-        rebuild_reports(settings, summary)
-        return
-    own_session = session is None
-    session = session or make_session(settings.workers)
+    own_session = session is None and settings.calls_gateway()
+    session = make_session(settings.workers) if own_session else session
     try:
-        run_report(settings, session, clock, progress, secrets, summary)
+        if not settings.rebuild_csv:
+            run_report(settings, session, clock, progress, secrets, summary)
+        elif settings.calls_gateway():  # a rebuild that may learn QIDs from vulnerability details
+            rebuild_reports(settings, GatewayClient(settings=settings, session=session, clock=clock, progress=progress,
+                                                    secrets=secrets, stop=threading.Event()), clock, summary)
+        else:
+            rebuild_reports(settings, None, clock, summary)
     finally:
         if own_session:
             session.close()
@@ -3649,11 +4118,36 @@ files (under --output_dir, default the current folder):
                                           (--dry_run and the log say which filter)
   temp_reports/                           staging; files move into place whole
   logs/weekly_report_<timestamp>.log      one log per run
+  qid_catalog.json                        with the QID knowledge columns: what was
+                                          learned per QID (see QID knowledge)
   <end> is exclusive: it is the --end_date that fetches the same week again.
 
 csv columns (the default, in this order; any subset in any order with --csv_columns):
   {columns}
-  An unknown column is blank, with a warning in the log.
+  An unknown column is blank, with a warning in the log. Not in the default, each
+  turning on the QID knowledge below:
+  {knowledge}
+
+QID knowledge (severity, CVEs, titles; only when one of its columns is asked for):
+  The list gives per vulnerability only its QID, result and software. What Qualys knows
+  of a QID comes from GET {gateway}/csapi/v1.3/containers/<sha>/vuln, a container's
+  vulnerability details (the token's user needs the permission to read them). Before a
+  week is published, a details call is made for each container that holds a QID not yet
+  known (the one holding the most such QIDs first), never one container twice in a run,
+  up to 16 side by side, paced by that endpoint's own rate limit and never holding back
+  the list's calls. What is learned is kept per QID, with when it was learned, in
+  <output_dir>/qid_catalog.json (written whole, like the reports), so a QID costs a call
+  once; one learned over 30 days ago is asked again when a week holds it (Qualys revises
+  severities and adds CVEs). Per-container fields (firstFound, customerSeverity) are never
+  kept there. A field the list itself sends (some tenants send severity) is used as sent.
+  vuln_cveids is joined with "; ", vuln_published is ISO-8601 UTC; in a workbook severity
+  and CVSS are numbers, the patch flag a boolean and published a date. A week whose QIDs
+  cannot be learned (the details keep failing, or every container holding one is gone:
+  404) fails like a failed page; a 403 stops the run (exit 3) before anything is
+  published with blanks. A QID the details of its containers never mention stays blank,
+  with a warning. --rebuild_csv fills these columns from the catalog with no call; a QID
+  the catalog lacks fails its week, unless a GATEWAY (or QUALYS_GATEWAY) is given: then
+  it is learned from the details of the week's stored containers, with no list call.
 
 csv format:
   One row per container x vulnerability (QID); the container's cells repeat on each of
@@ -3693,7 +4187,8 @@ odd records (one never fails its week):
 
 errors:
   401/403              the next token source (see authentication); none left, a wrong
-                       password, or 3 fresh login tokens refused in a row: exit 3
+                       password, or 3 fresh login tokens refused in a row: exit 3. A
+                       403 on vulnerability details stops the run at once: exit 3
   429                  waits X-RateLimit-ToWait-Sec, else Retry-After (seconds or a
                        date), else the X-RateLimit-Window-Sec window (60 s if none):
                        at least 1 s, at most 15 minutes a time; every worker pauses;
@@ -3794,7 +4289,8 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="weeklycontainerreport.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=HELP_DESCRIPTION,
-        epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)).replace("{exit_codes}", exit_code_table()),
+        epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)).replace(
+            "{knowledge}", wrap_columns(KNOWLEDGE_COLUMNS)).replace("{exit_codes}", exit_code_table()),
     )
     parser.add_argument("gateway", nargs="?", metavar="GATEWAY",
                         help="gateway URL, e.g. https://gateway.qg2.apps.qualys.com (default: $QUALYS_GATEWAY; "
@@ -3809,7 +4305,7 @@ def build_parser() -> Parser:
     parser.add_argument("--optional_filter", "--optional-filter", metavar="QQL", default="",
                         help="QQL filter added to each week's query, e.g. \"state:RUNNING\"")
     parser.add_argument("--csv_columns", "--csv-columns", metavar="A,B,C", default=None,
-                        help="comma-separated CSV columns (default: all, listed below)")
+                        help="comma-separated CSV columns (default: the columns listed below)")
     parser.add_argument("--xlsx", action="store_true",
                         help="also write weekly_xlsx_reports/<week>.xlsx, cells typed (needs XlsxWriter)")
     parser.add_argument("--output_dir", "--output-dir", metavar="DIR", default=".",
@@ -3964,9 +4460,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
     if not gateway and not (args.rebuild_csv or args.dry_run):
         raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
                          "(see --help)")
-    if not (args.rebuild_csv or args.dry_run):
-        check_ca_bundle(environ)
-    return Settings(
+    settings = Settings(
         gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
         csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=workers,
         local_time=args.local_time, dry_run=args.dry_run, rebuild_csv=args.rebuild_csv, xlsx=args.xlsx,
@@ -3975,6 +4469,9 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
     )
+    if settings.calls_gateway():
+        check_ca_bundle(environ)
+    return settings
 
 
 def requests_missing() -> UsageError:
@@ -3986,7 +4483,7 @@ def requests_missing() -> UsageError:
 
 def check_dependencies(settings: Settings) -> None:
     """Refuse to start without requests (the export needs it) or XlsxWriter (for --xlsx)."""
-    if requests is None and not (settings.dry_run or settings.rebuild_csv):
+    if requests is None and settings.calls_gateway():
         raise requests_missing()
     if settings.xlsx:
         import_xlsxwriter()

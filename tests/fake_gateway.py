@@ -40,6 +40,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 LIST_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
+DETAILS_PATH = "/csapi/v1.3/containers/{sha}/vuln"  # "Show vulnerability details for a container"
+DETAILS = re.compile(r"/csapi/v1\.3/containers/(?P<sha>[^/]+)/vuln\Z")
+# Shapes of a details answer: as documented, and the plausible variants the client must read too.
+DETAILS_STYLES = ("documented", "top-level", "details-list", "data", "strings")
 MAX_LIMIT = 250
 DEMO_TOKEN = "demo-token-not-a-secret"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -142,6 +146,35 @@ def make_vulnerabilities(seed: int, index: int, created_ms: int, vulns: int, sof
         } for entry in range(software)]
         result.append(vuln)
     return result
+
+
+def qid_knowledge(qid: int, revision: int = 0) -> dict:
+    """What Qualys knows of a QID, the same for every container (deterministic; revision changes it)."""
+    rng = random.Random(f"qid-{qid}-{revision}")
+    base = rng.randint(10, 100) / 10
+    return {
+        "qid": qid, "title": f"{rng.choice(['OpenSSL', 'zlib', 'glibc', 'Log4j', 'curl'])} vulnerability {qid}",
+        "severity": rng.randint(1, 5),
+        "cveids": [f"CVE-20{rng.randint(10, 25)}-{rng.randint(1000, 99999)}" for _ in range(rng.randint(0, 3))],
+        "cvss3Info": {"baseScore": f"{base:.1f}", "temporalScore": f"{base * 0.9:.1f}"},
+        "cvssInfo": {"baseScore": f"{min(base, 10):.1f}", "temporalScore": None},
+        "patchAvailable": rng.random() > 0.3,
+        "published": 1_500_000_000_000 + rng.randint(0, 10 ** 11),
+        "category": rng.choice(["Ubuntu", "Debian", "Red Hat", "Java", "Local"]),
+        "risk": rng.randint(0, 100), "threatIntel": {"activeAttacks": rng.random() > 0.8},
+        "vendor": ["vendor"], "product": ["product"], "supportedBy": ["CS"],
+    }
+
+
+def stringly(vuln: dict) -> dict:
+    """The "strings" shape: numbers and booleans as text, CVEs as one comma-separated string."""
+    vuln = dict(vuln)
+    vuln["severity"] = str(vuln["severity"])
+    vuln["cveids"] = ", ".join(vuln["cveids"])
+    vuln["patchAvailable"] = "true" if vuln["patchAvailable"] else "false"
+    vuln["published"] = dt.datetime.fromtimestamp(vuln["published"] / 1000, dt.timezone.utc).isoformat()
+    vuln["cvss3Info"] = {"baseScore": float(vuln["cvss3Info"]["baseScore"])}
+    return vuln
 
 
 @dataclasses.dataclass
@@ -278,6 +311,7 @@ class Fault:
     pages: int = 0  # "after-pages": waits (at most 10 s) until this many pages went out; "close", "revoke"
     path: str = LIST_PATH  # the endpoint whose calls it matches: the list, or AUTH_PATH for the login
     uuids: frozenset = frozenset()  # for "touch"
+    shas: frozenset = frozenset()  # for details calls: only those of these containers (all when empty)
     body: object = None  # "not-a-page": the JSON object answered with 200 (NOT_A_PAGE when None); "status":
     # a JSON error body instead of an HTML page;
     # "items": JSON texts served in the page's data after its containers (items that are not containers)
@@ -337,6 +371,10 @@ class FakeGateway:
         self.latency_seconds = 0.0
         self.gzip = False  # compress pages when the client accepts gzip
         self.cursor_style = "keyset"  # "keyset": the QQL clause Qualys's sample shows; "opaque": sealed to its filter
+        self.details_style = "documented"  # one of DETAILS_STYLES
+        self.details_rate_limit = (5000, 60.0)  # the /containers/** endpoints' own limit
+        self.knowledge_revision = 0  # bump it and Qualys has revised what it knows of every QID
+        self.list_carries = ()  # knowledge fields the list's vulnerabilities carry themselves ("severity", ...)
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         # misbehaviour: a list of Fault
         self.faults = []
@@ -353,6 +391,7 @@ class FakeGateway:
         self._version = 0  # bumped when a record's keyset position changes
         self._matches = {}
         self._call_times = []
+        self._details_times = []
         self._server = None
 
     # -- the store ------------------------------------------------------------------
@@ -387,7 +426,7 @@ class FakeGateway:
         """Add a hand-made container; any field may be given, the rest are plain defaults."""
         index = len(self.records)
         core = {"uuid": fields.pop("uuid", f"hand-{index:04d}-0000-4000-8000-000000000000"),
-                "containerId": f"{index:012x}", "name": f"hand-{index}", "state": "RUNNING",
+                "containerId": f"{index:012x}", "sha": f"{index:064x}", "name": f"hand-{index}", "state": "RUNNING",
                 "created": str(created_ms)}
         core.update(fields)
         record = Record(core["uuid"], created_ms, updated_ms if updated_ms is not None else created_ms, core,
@@ -411,13 +450,18 @@ class FakeGateway:
                 self.seed, record.index, record.created_ms, self.vulns_per_container, self.software_per_vuln)
         else:
             container["vulnerabilities"] = record.vulnerabilities
+        if self.list_carries:
+            container["vulnerabilities"] = [dict(vuln, **{field: qid_knowledge(vuln["qid"], self.knowledge_revision)[field]
+                                                     for field in self.list_carries})
+                                            if isinstance(vuln, dict) and "qid" in vuln else vuln
+                                            for vuln in container["vulnerabilities"] or []]
         return container
 
     def container_text(self, record: Record) -> str:
         """The JSON text served for a container (cached: generating vulnerabilities is slow)."""
         if record.raw:
             return record.raw
-        key = (record.updated_ms, id(record.vulnerabilities))
+        key = (record.updated_ms, id(record.vulnerabilities), self.list_carries, self.knowledge_revision)
         if record.text_key != key:
             record.text, record.text_key = json.dumps(self.container_json(record)), key
         return record.text
@@ -450,6 +494,13 @@ class FakeGateway:
     def list_calls(self) -> list:
         return [call for call in self.calls if call["path"] == LIST_PATH]
 
+    def details_calls(self) -> list:
+        return [call for call in self.calls if call["path"] == DETAILS_PATH]
+
+    def sha_of(self, uuid) -> str:
+        """The sha of the container with this uuid."""
+        return next(record.core["sha"] for record in self.records if record.uuid == uuid)
+
     def spend_quota(self) -> None:
         """Another client of the subscription uses up the current rate-limit window, now."""
         with self.lock:
@@ -460,8 +511,9 @@ class FakeGateway:
         with self.lock:
             return next((fault for fault in self.faults if fault.kind == kind and fault.times != 0), None)
 
-    def call_faults(self, path: str) -> list:
-        return [fault for fault in self.faults if fault.kind in CALL_FAULTS and fault.path == path]
+    def call_faults(self, path: str, sha: str = "") -> list:
+        return [fault for fault in self.faults if fault.kind in CALL_FAULTS and fault.path == path
+                and (not fault.shas or sha in fault.shas)]
 
     # -- serving --------------------------------------------------------------------
 
@@ -555,6 +607,62 @@ class FakeGateway:
                       limit_headers)
             return
         self.send_page(handler, page, next_query, params, limit, limit_headers, fault)
+
+    def handle_details(self, handler, sha: str, params: dict, token) -> None:
+        """GET /csapi/v1.3/containers/{sha}/vuln: the vulnerability details of one container."""
+        self.calls.append({"method": "GET", "path": DETAILS_PATH, "sha": sha, "params": params, "token": token,
+                           "at": time.monotonic()})
+        refusal = self.refusal(token)
+        if refusal:
+            send_json(handler, *refusal)
+            return
+        fault = self.take(self.call_faults(DETAILS_PATH, sha))
+        if fault and self.serve_fault(handler, fault, token):
+            return
+        headers = self.count_details_call()
+        if headers is None:
+            self.rate_limited += 1
+            calls, window = self.details_rate_limit
+            send_json(handler, 429, {"message": "Too many requests"}, {
+                "X-RateLimit-Limit": str(calls), "X-RateLimit-Window-Sec": f"{window:g}",
+                "X-RateLimit-Remaining": "0", "X-RateLimit-ToWait-Sec": "1"})
+            return
+        record = next((record for record in self.records if record.core.get("sha") == sha), None)
+        if record is None:
+            send_json(handler, 404, {"errorCode": "404 NOT_FOUND", "message": f"Container {sha} not found"}, headers)
+            return
+        send_json(handler, 200, self.details_body(self.container_json(record)), headers)
+
+    def details_body(self, container: dict) -> dict:
+        """A container's vulnerability details, in the configured shape."""
+        vulns = []
+        for vuln in container.get("vulnerabilities") or []:
+            if isinstance(vuln, dict) and "qid" in vuln:
+                known = dict(qid_knowledge(vuln["qid"], self.knowledge_revision), **{
+                    key: vuln.get(key) for key in ("firstFound", "lastFound", "typeDetected", "result", "software")})
+                known["customerSeverity"] = "site-specific"
+                vulns.append(stringly(known) if self.details_style == "strings" else known)
+        summary = {"confirmed": {"sev5": len(vulns)}}
+        if self.details_style == "top-level":
+            return {"vulns": vulns, "driftVulns": []}
+        if self.details_style == "details-list":
+            return {"details": vulns, "vunlSummary": summary}
+        if self.details_style == "data":
+            return {"data": {"details": {"vulns": vulns, "driftVulns": []}}}
+        return {"details": {"vulns": vulns[:-1], "driftVulns": vulns[-1:]}, "vunlSummary": summary}
+
+    def count_details_call(self):
+        """Count a details call against its own limit; its headers, or None when over it."""
+        calls, window = self.details_rate_limit
+        now = time.monotonic()
+        with self.lock:
+            self._details_times = [stamp for stamp in self._details_times if now - stamp < window]
+            if len(self._details_times) >= calls:
+                return None
+            self._details_times.append(now)
+            remaining = calls - len(self._details_times)
+        return {"X-RateLimit-Limit": str(calls), "X-RateLimit-Window-Sec": f"{window:g}",
+                "X-RateLimit-Remaining": str(remaining)}
 
     def hold_back(self, query: str, cursor) -> None:
         """An "after-pages" fault: this call waits (at most 10 s) until that many pages went out whole."""
@@ -921,6 +1029,10 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        details = DETAILS.match(parts.path)
+        if details:
+            self.server.gateway.handle_details(self, details["sha"], parse_qs(parts.query), token)
+            return
         if parts.path != LIST_PATH:
             send_json(self, 404, {"message": "not found"})
             return
