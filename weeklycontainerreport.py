@@ -44,6 +44,7 @@ import signal
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -77,13 +78,14 @@ log = logging.getLogger("weeklycontainerreport")
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
 #   Pacing and tokens, Reading pages, The gateway's clock, What an answer means,
 #   Gateway client, Cells and rows, Staged files and the lock, QID catalog, Workbooks,
-#   A week's files, Done weeks, QID knowledge, Weeks in flight, Workers, Run, The manual,
-#   Command line.
+#   A week's files, Done weeks, QID knowledge, Weeks in flight, Workers, Run, Monitoring,
+#   The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
 # plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split while requests are idle) ->
 # GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
-# (A week's files: walk_page, RowFlattener) -> publish_week (merged in time order; CSV and workbook
-# first, then the JSON that marks the week done) -> Summary -> exit_code (Run) -> main.
+# (A week's files: walk_page, RowFlattener) -> Learner.learn (QID knowledge, when asked for) ->
+# publish_week (merged in time order; CSV and workbook first, then the JSON that marks the week
+# done) -> Summary -> tell_monitors (Monitoring) -> exit_code (Run) -> main.
 
 # --- Settings you may edit -----------------------------------------------------------
 
@@ -106,7 +108,8 @@ EXIT_MEANINGS = (
     (EXIT_WEEKS_FAILED, "one or more weeks failed (the others are kept; the next run retries them), the "
                         "gateway cannot be reached, or another run is using the output folder"),
     (EXIT_USAGE, "usage or input error"),
-    (EXIT_AUTH, "authentication failed (no token accepted, the login was refused, or vulnerability details were refused)"),
+    (EXIT_AUTH, "authentication failed (no token accepted, the login was refused, or vulnerability details were "
+                "refused)"),
     (EXIT_SIGNAL_BASE + 2, "interrupted (Ctrl-C, SIGINT)"),
     (EXIT_SIGNAL_BASE + 15, "stopped by SIGTERM (timeout, systemd, a container runtime)"),
     (EXIT_SIGNAL_BASE + 1, "stopped by SIGHUP"),
@@ -115,6 +118,15 @@ EXIT_MEANINGS = (
 API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
 DETAILS_PATH = "/csapi/v1.3/containers/{sha}/vuln"  # a container's vulnerability details (the QID knowledge)
+METRICS_PREFIX = "weeklycontainerreport_"  # every metric of --metrics_file starts with it
+METRIC_WEEK_RESULTS = ("fetched", "skipped", "failed", "unfinished")  # always written, zeros too
+METRICS_FILE_MODE = 0o644  # node_exporter runs as another user; the umask may be 077
+MAX_METRICS_BYTES = 1024 * 1024  # an earlier metrics file is read no further than this
+PING_ATTEMPTS = 3  # per ping, 1 s and 2 s apart
+PING_TIMEOUTS = (5.0, 5.0)  # connect, read
+PING_BUDGET_SECONDS = 25  # the end ping never holds the end of a run longer than this
+MAX_PING_BODY_BYTES = 10_000  # the summary line sent with the end ping
+LOG_NAME = re.compile(r"weekly_report_(\d{8}T\d{6}Z)(?:-(\d+))?\.log\Z")  # a run log: its time, its number
 CATALOG_NAME = "qid_catalog.json"  # in the output folder: what was learned per QID, and when
 KNOWLEDGE_MAX_AGE = dt.timedelta(days=30)  # knowledge of a QID older than this is refreshed when it is seen
 CANDIDATES_PER_QID = 4  # containers remembered per unknown QID, to ask another when one is gone (404)
@@ -390,6 +402,9 @@ class Settings:
     embedded_token: str = dataclasses.field(default="", repr=False)
     username: str = dataclasses.field(default="", repr=False)
     password: str = dataclasses.field(default="", repr=False)
+    metrics_file: str = ""  # --metrics_file: a Prometheus textfile written at the end of every export
+    ping_url: str = dataclasses.field(default="", repr=False)  # --ping_url: it holds the check's secret id
+    keep_logs: typing.Optional[int] = None  # --keep_logs: the newest run logs kept; None keeps them all
 
     @property
     def knowledge(self) -> tuple:
@@ -399,6 +414,38 @@ class Settings:
     def calls_gateway(self) -> bool:
         """Whether this run may call the gateway: an export, or a rebuild that learns QIDs (a gateway given)."""
         return not self.dry_run and (not self.rebuild_csv or bool(self.knowledge and self.gateway))
+
+
+def checked_url(text: str, what: str, example: str):
+    """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
+    another scheme than https (plain http only to a loopback host), credentials, a query or a fragment."""
+    try:
+        parts = urlsplit(text.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        if host:
+            host.encode("idna")  # an empty or over-long label can never be looked up
+    except ValueError:  # UnicodeError included
+        raise UsageError(f"{what}: the URL has a bad host or port: {text!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise UsageError(f"{what}: must be an https:// URL,{example} not {text!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
+    if scheme == "http" and not is_loopback(host):
+        raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
+                         "use https")
+    return parts
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- Weeks, names and folders --------------------------------------------------------
@@ -876,6 +923,26 @@ def open_log(logs_folder: str, stamp: str):
     raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
+def prune_logs(logs_folder: str, keep: int) -> None:
+    """Keep the keep newest run logs (by the time in their names) and remove the older ones; only files
+    named as this script names its logs are ever touched, never a link or a folder."""
+    ours = []
+    for entry in os.scandir(logs_folder):
+        match = LOG_NAME.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False):
+            ours.append((match.group(1), int(match.group(2) or 1), entry.path))
+    ours.sort(reverse=True)
+    removed = 0
+    for _, _, path in ours[keep:]:
+        try:
+            os.remove(path)
+            removed += 1
+        except OSError as exc:
+            log.warning("Cannot remove the old run log %s: %s", os.path.basename(path), exc.strerror or exc)
+    if removed:
+        log.info("Removed %s (--keep_logs %d)", plural(removed, "old run log"), keep)
+
+
 @contextlib.contextmanager
 def warnings_logged():
     """While a run lasts, a library's warning (urllib3's SystemTimeWarning, say) is one log line,
@@ -915,6 +982,8 @@ def run_log(settings: Settings, clock, progress: Progress, secrets: SecretFilter
     log.setLevel(logging.INFO)
     log.propagate, library_propagates, library.propagate = False, library.propagate, False
     try:
+        if settings.keep_logs is not None:
+            prune_logs(logs_folder, settings.keep_logs)
         yield
     finally:
         progress.finish()
@@ -4036,6 +4105,142 @@ def exit_code(outcome) -> int:
     return EXIT_WEEKS_FAILED  # weeks failed, the gateway cannot be reached, the folder is busy, a bug
 
 
+# --- Monitoring ----------------------------------------------------------------------
+
+
+def metrics_text(results: dict, last_success: float) -> str:
+    """An export's metrics in Prometheus's text format (gauges, base units, no sample timestamps)."""
+    lines = []
+    for name, help_text, samples in (
+            ("last_run_end_time_seconds", "When the last export ended (Unix time).", [("", results["end"])]),
+            ("last_run_duration_seconds", "How long the last export took.", [("", results["duration"])]),
+            ("last_run_exit_code", "The last export's exit code (0: every week done or skipped).",
+             [("", results["exit_code"])]),
+            ("last_success_time_seconds", "When an export last exited 0 (Unix time; 0: never).", [("", last_success)]),
+            ("last_run_weeks", "Weeks of the last export, by result.",
+             [(f'{{result="{result}"}}', results[result]) for result in METRIC_WEEK_RESULTS]),
+            ("last_run_containers", "Containers the last export fetched.", [("", results["containers"])]),
+            ("last_run_csv_rows", "CSV rows the last export wrote.", [("", results["rows"])])):
+        lines += [f"# HELP {METRICS_PREFIX}{name} {help_text}", f"# TYPE {METRICS_PREFIX}{name} gauge"]
+        lines += [f"{METRICS_PREFIX}{name}{labels} {metric_value(value)}" for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def metric_value(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def run_results(outcome, code: int, ended: dt.datetime, duration: float) -> dict:
+    """What the metrics say of a run: its end, duration, exit code and counts (zeros without a summary)."""
+    results = {"end": ended.timestamp(), "duration": duration, "exit_code": code, "containers": 0, "rows": 0}
+    results.update({result: 0 for result in METRIC_WEEK_RESULTS})
+    if isinstance(outcome, Summary):
+        results.update(fetched=outcome.fetched, skipped=outcome.skipped, failed=outcome.failed,
+                       unfinished=outcome.unfinished, containers=outcome.containers, rows=outcome.rows)
+    return results
+
+
+def previous_success(path: str) -> float:
+    """The last success's time in an earlier metrics file (0 when there is none or it cannot be read);
+    read without following a symlink."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as stream:
+            text = stream.read(MAX_METRICS_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return 0.0
+    match = re.search(rf"^{METRICS_PREFIX}last_success_time_seconds ([0-9.e+]+)$", text, re.MULTILINE)
+    try:
+        return float(match.group(1)) if match else 0.0
+    except ValueError:
+        return 0.0
+
+
+def write_metrics(path: str, results: dict) -> None:
+    """Write the metrics file atomically (a temp file in its folder, then a rename over it, never
+    through a symlink), mode 0644 whatever the umask, so that node_exporter (another user) reads it.
+    The last success is this run's when it exited 0, else carried over from the previous file."""
+    last_success = results["end"] if results["exit_code"] == EXIT_OK else previous_success(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    descriptor, temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(metrics_text(results, last_success).encode("utf-8"))
+            stream.flush()
+            os.fchmod(stream.fileno(), METRICS_FILE_MODE)
+            os.fsync(stream.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        remove_quietly(temp_path)
+        raise
+
+
+class Pinger:
+    """Tells a healthchecks-style service that an export started (URL/start) and how it ended
+    (URL/<exit code>, with the summary line as the body), in that order, from a thread of its own:
+    short timeouts and a few attempts each, never changing the run's outcome, never holding its
+    end longer than PING_BUDGET_SECONDS. The URL holds the check's secret: it is shown redacted."""
+
+    def __init__(self, url: str, clock, secrets):
+        self.url, self.clock, self.redact = url, clock, secrets.redact
+        parts = urlsplit(url)
+        self.shown = f"{parts.scheme}://{parts.netloc}/***"
+        for secret in [url, parts.path.strip("/")] + [piece for piece in parts.path.split("/") if len(piece) >= 8]:
+            secrets.remember(secret)
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ping")
+
+    def start(self) -> None:
+        self._thread.start()
+        self._queue.put(("start", b""))
+
+    def end(self, code: int, summary: str) -> None:
+        """Send the end ping and wait for it, at most PING_BUDGET_SECONDS."""
+        self._queue.put((str(code), self.redact(summary).encode("utf-8", "replace")[:MAX_PING_BODY_BYTES]))
+        self._queue.put(None)
+        self._thread.join(PING_BUDGET_SECONDS)
+        if self._thread.is_alive():
+            log.warning("The ping to %s did not end within %ds; the run's outcome stands", self.shown,
+                        PING_BUDGET_SECONDS)
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            for item in iter(self._queue.get, None):
+                self._send(session, *item)
+
+    def _send(self, session, suffix: str, body: bytes) -> None:
+        problem = ""
+        for attempt in range(1, PING_ATTEMPTS + 1):
+            try:
+                with session.post(f"{self.url}/{suffix}", data=body, timeout=PING_TIMEOUTS, allow_redirects=False,
+                                  headers={"Content-Type": "text/plain; charset=utf-8"}) as answer:
+                    if 200 <= answer.status_code < 300:
+                        return
+                    problem = f"HTTP {answer.status_code}"
+            except Exception as exc:  # whatever it is, the run's outcome stands
+                reason = network_trouble(exc, Route.to(self.url), self.clock.now()).reason
+                problem = f"{type(exc).__name__}: {reason or shorten(self.redact(str(exc)), 200)}"
+            if attempt < PING_ATTEMPTS:
+                self.clock.sleep(attempt)
+        log.warning("The ping %s/%s failed (%s, %s); the run's outcome stands", self.shown, suffix, problem,
+                    plural(PING_ATTEMPTS, "attempt"))
+
+
+def tell_monitors(settings: Settings, pinger, outcome, code: int, ended: dt.datetime, duration: float) -> None:
+    """Write the metrics file and send the end ping; neither changes the run's outcome."""
+    if settings.metrics_file:
+        try:
+            write_metrics(settings.metrics_file, run_results(outcome, code, ended, duration))
+        except OSError as exc:
+            log.error("Cannot write the metrics file %s: %s", settings.metrics_file, exc.strerror or exc)
+    if pinger is not None:
+        summary = outcome.line() if isinstance(outcome, Summary) else f"error: {describe_error(outcome)}"
+        try:
+            pinger.end(code, summary)
+        except KeyboardInterrupt:  # a signal while pinging: the run's outcome stands
+            log.warning("Stopped while pinging %s; the run's outcome stands", pinger.shown)
+
+
 # --- The manual ----------------------------------------------------------------------
 
 HELP_DESCRIPTION = """\
@@ -4241,6 +4446,26 @@ errors:
   and none prints a traceback: an unexpected error is one line on the screen, its
   traceback in the log file. Tighten file modes with umask 077.
 
+monitoring (the cron and systemd recipes and two alerts are in the README):
+  --metrics_file PATH   at the end of every export (also one stopped by a refused token,
+                        an unreachable gateway or a signal) gauges for node_exporter's
+                        textfile collector, written whole (a temp file in PATH's folder,
+                        then a rename over PATH, never through a symlink), mode 0644
+                        whatever the umask, no timestamps; all named weeklycontainerreport_*:
+                        last_run_end_time_seconds, last_run_duration_seconds,
+                        last_run_exit_code, last_success_time_seconds (kept from the
+                        previous file when this export did not exit 0; 0: never),
+                        last_run_weeks{result="fetched|skipped|failed|unfinished"},
+                        last_run_containers, last_run_csv_rows
+  --ping_url URL        URL/start when an export starts, URL/<exit code> with the summary
+                        line as the body when it ends (healthchecks.io style); 5 s timeouts,
+                        3 attempts, never a change to the exit code, never more than 25 s
+                        added to the end. The URL is a secret: shown as https://host/***.
+                        https only (plain http to a loopback host)
+  --keep_logs N         keep the N newest run logs in logs/ (this run's among them); only
+                        files named weekly_report_<timestamp>.log are ever removed
+  A --rebuild_csv run leaves the metrics file and the pings alone.
+
 exit codes:
 {exit_codes}
   On 130, 143 and 129 finished weeks are kept and unfinished ones leave nothing behind.
@@ -4328,8 +4553,20 @@ def build_parser() -> Parser:
     parser.add_argument("--rebuild_csv", "--rebuild-csv", action="store_true",
                         help="rewrite every CSV (and with --xlsx every workbook) from the stored JSON with the "
                              "current --csv_columns; no API call, no gateway, no token")
+    add_monitoring_arguments(parser.add_argument_group("monitoring (cron, systemd; see the README)"))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def add_monitoring_arguments(group) -> None:
+    group.add_argument("--metrics_file", "--metrics-file", metavar="PATH", default="",
+                       help="after every export, write its metrics for node_exporter's textfile collector to "
+                            "PATH (e.g. /var/lib/node_exporter/textfile/weeklycontainerreport.prom)")
+    group.add_argument("--ping_url", "--ping-url", metavar="URL", default="",
+                       help="tell a healthchecks-style service: URL/start when an export starts, "
+                            "URL/<exit code> with the summary line when it ends")
+    group.add_argument("--keep_logs", "--keep-logs", metavar="N", type=int, default=None,
+                       help="keep the N newest run logs in logs/ and remove older ones (default: keep all)")
 
 
 def parse_date(text: str, flag: str) -> dt.date:
@@ -4341,6 +4578,13 @@ def parse_date(text: str, flag: str) -> dt.date:
     if not FIRST_DATE <= day <= LAST_DATE:
         raise UsageError(f"{flag} must be from {FIRST_DATE} to {LAST_DATE}, not {day}")
     return day
+
+
+def parse_keep_logs(count):
+    """Read --keep_logs: None keeps every run log; otherwise 1 or more (this run's log is always kept)."""
+    if count is not None and count < 1:
+        raise UsageError(f"--keep_logs must be 1 or more (this run's log is one of them), not {count}")
+    return count
 
 
 def parse_columns(text) -> tuple:
@@ -4373,37 +4617,19 @@ def parse_read_timeout(seconds: float) -> float:
     return seconds
 
 
-def gateway_base(gateway: str) -> str:
-    """Validate a gateway URL and return it without the list path, e.g. https://host."""
-    try:
-        parts = urlsplit(gateway.strip())
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-        if host:
-            host.encode("idna")  # an empty or over-long label can never be looked up
-    except ValueError:  # UnicodeError included
-        raise UsageError(f"gateway URL has a bad host or port: {gateway!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise UsageError(f"gateway must be an https:// URL, e.g. https://gateway.qg2.apps.qualys.com, not {gateway!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise UsageError("gateway URL must not carry credentials, a query or a fragment")
-    if scheme == "http" and not is_loopback(host):
-        raise UsageError("plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); use https")
+def gateway_base(gateway: str, source: str = "GATEWAY") -> str:
+    """Validate a gateway URL (from source) and return it without the list path, e.g. https://host."""
+    parts = checked_url(gateway, source, " e.g. https://gateway.qg2.apps.qualys.com,")
     path = parts.path.rstrip("/")
     if path.endswith(API_PATH):
         path = path[: -len(API_PATH)]
-    return f"{scheme}://{parts.netloc}{path}"
+    return f"{parts.scheme.lower()}://{parts.netloc}{path}"
 
 
-def is_loopback(host: str) -> bool:
-    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def ping_base(url: str) -> str:
+    """Validate --ping_url and return it without a trailing slash (/start and /<exit code> are added)."""
+    parts = checked_url(url, "--ping_url", "")
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def check_not_utf8(args, environ) -> None:
@@ -4453,10 +4679,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
     check_filter(optional_filter)
     source, gateway_text = ("GATEWAY", args.gateway) if args.gateway else ("QUALYS_GATEWAY", environ.get(
         "QUALYS_GATEWAY", "").strip())
-    try:
-        gateway = gateway_base(gateway_text) if gateway_text else ""
-    except UsageError as exc:
-        raise UsageError(f"{source}: {exc}") from None
+    gateway = gateway_base(gateway_text, source) if gateway_text else ""
     if not gateway and not (args.rebuild_csv or args.dry_run):
         raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
                          "(see --help)")
@@ -4468,6 +4691,8 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=parse_read_timeout(args.read_timeout)),
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
+        metrics_file=args.metrics_file.strip(), ping_url=ping_base(args.ping_url) if args.ping_url.strip() else "",
+        keep_logs=parse_keep_logs(args.keep_logs),
     )
     if settings.calls_gateway():
         check_ca_bundle(environ)
@@ -4506,7 +4731,15 @@ def run_logged(settings: Settings, session, clock):
     secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
     progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
     with run_log(settings, clock, progress, secrets), warnings_logged():
-        return run_and_report(settings, session, clock, progress, secrets)
+        monitored = not settings.rebuild_csv  # --metrics_file and --ping_url tell of exports only
+        pinger = Pinger(settings.ping_url, clock, secrets) if settings.ping_url and monitored else None
+        if pinger is not None:
+            pinger.start()
+        started = clock.monotonic()
+        outcome = run_and_report(settings, session, clock, progress, secrets)
+        if monitored:  # exit_code is the one mapping; main returns the same code
+            tell_monitors(settings, pinger, outcome, exit_code(outcome), clock.now(), clock.monotonic() - started)
+        return outcome
 
 
 def refused(exc: BaseException):

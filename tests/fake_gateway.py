@@ -451,11 +451,15 @@ class FakeGateway:
         else:
             container["vulnerabilities"] = record.vulnerabilities
         if self.list_carries:
-            container["vulnerabilities"] = [dict(vuln, **{field: qid_knowledge(vuln["qid"], self.knowledge_revision)[field]
-                                                     for field in self.list_carries})
-                                            if isinstance(vuln, dict) and "qid" in vuln else vuln
-                                            for vuln in container["vulnerabilities"] or []]
+            container["vulnerabilities"] = [self.carried(vuln) for vuln in container["vulnerabilities"] or []]
         return container
+
+    def carried(self, vuln):
+        """A list vulnerability with the knowledge fields list_carries names (a tenant that sends them)."""
+        if not isinstance(vuln, dict) or "qid" not in vuln:
+            return vuln
+        known = qid_knowledge(vuln["qid"], self.knowledge_revision)
+        return dict(vuln, **{field: known[field] for field in self.list_carries})
 
     def container_text(self, record: Record) -> str:
         """The JSON text served for a container (cached: generating vulnerabilities is slow)."""
