@@ -358,8 +358,12 @@ def test_a_burst_costs_few_calls_more_than_its_pages(run, gateway, workdir):
     gateway.generate_burst(6000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # 24 pages, most in 6 hours
     gateway.latency_seconds = 0.05  # 120 calls a second: about 8 in flight wanted
     assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
-    assert "split into" in log_text(workdir)
-    assert len(gateway.list_calls()) <= 1.2 * 24 + 5
+    splits = [int(parts) for parts in re.findall(r"split into (\d+) chains", log_text(workdir))]
+    chains = 1 + sum(parts - 1 for parts in splits)
+    assert splits and chains < 24
+    # Each chain's pages are full but its last: at most one call per chain beyond the week's pages, however
+    # many chains the machine's speed called for (the ratio to the ideal is measured by the benchmark).
+    assert len(gateway.list_calls()) <= 24 + chains
     assert len(stored(workdir)) == 6000
 
 
@@ -386,7 +390,7 @@ def test_a_failed_slice_fails_its_whole_week_writes_nothing_and_stops_its_other_
     gateway.generate(4000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 16 pages
     gateway.generate(50, dt.date(2025, 9, 8), dt.date(2025, 9, 15))
     split_freely(gateway)
-    gateway.latency_seconds = 0.01
+    gateway.latency_seconds = 0.1  # a page takes longer than the failure takes to reach the other chains
     gateway.faults = [Fault("status", status=404, with_cursor=True, week_start_ms=START)]  # the week's 2nd page
     assert run(*week_range("2025-09-01", "2025-09-15")) == 1
     first_week = [call for call in gateway.list_calls() if int(call["params"]["filter"][0][9:22]) < ms(2025, 9, 8)]
