@@ -2477,6 +2477,15 @@ def carried_knowledge(vuln: dict, field: str):
     return normalized_knowledge(field, value)
 
 
+def qid_key(value):
+    """A QID as the catalog keys it (its digits), or None when the value is no QID (null, "null", a list...)."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and value.strip().isdigit():
+        return value.strip()
+    return None
+
+
 def knowledge_field(field: str, knowledge):
     """Return a getter for one field of what is known of a vulnerability's QID: what the list item
     carries, else what the QID catalog (knowledge) has learned."""
@@ -2484,7 +2493,8 @@ def knowledge_field(field: str, knowledge):
         carried = carried_knowledge(vuln, field)
         if carried is not None or knowledge is None:
             return carried
-        return knowledge.get(vuln.get("qid"), field)
+        qid = qid_key(vuln.get("qid"))
+        return knowledge.get(qid, field) if qid is not None else None
     return getter
 
 
@@ -2789,15 +2799,15 @@ class KnowledgeNeeds:
         vulns = container.get("vulnerabilities")
         sha = container.get("sha")
         for vuln in vulns if isinstance(vulns, list) else [vulns] if isinstance(vulns, dict) else ():
-            qid = vuln.get("qid") if isinstance(vuln, dict) else None
-            if qid is None or type(qid) is bool or qid in self._known:
+            qid = qid_key(vuln.get("qid")) if isinstance(vuln, dict) else None
+            if qid is None or qid in self._known:
                 continue
             if all(carried_knowledge(vuln, field) is not None for field in self.fields):
                 continue
             if not self.catalog.needs(qid, self.now):
                 self._known.add(qid)
                 continue
-            shas = self.qids.setdefault(str(qid), [])
+            shas = self.qids.setdefault(qid, [])
             if type(sha) is str and sha and len(shas) < CANDIDATES_PER_QID and sha not in shas:
                 shas.append(sha)
 
@@ -3356,8 +3366,8 @@ class Learner:
         """Learn what one container's details say (vulns None: it is gone) of every QID they name."""
         now = self.clock.now()
         for vuln in vulns or ():
-            if type(vuln.get("qid")) in (int, str):
-                self.catalog.learn(vuln["qid"], vuln, now)
+            if qid_key(vuln.get("qid")) is not None:
+                self.catalog.learn(qid_key(vuln["qid"]), vuln, now)
         for qid, shas in missing.items():
             if sha in shas:
                 shas.remove(sha)

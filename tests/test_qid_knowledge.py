@@ -139,6 +139,18 @@ def test_knowledge_is_kept_in_one_type_per_field_whatever_the_gateway_sends(fiel
     assert wcr.normalized_knowledge(field, value) == kept
 
 
+@pytest.mark.timeout(30)
+def test_odd_qids_never_fail_a_week_and_their_knowledge_cells_are_blank(run, gateway, workdir):
+    index = len(gateway.records)
+    gateway.add_container(ms(2025, 9, 2) + index, vulnerabilities=[
+        {"qid": [1]}, {"qid": {"a": 1}}, {"qid": None}, {"qid": True}, {"qid": "null"}, "junk", {"qid": 1101}])
+    assert run(*WEEK, *COLUMNS) == 0
+    rows = read_csv_rows(workdir)
+    assert len(rows) == 7
+    assert [row["vuln_title"] for row in rows if row["vuln_qid"] == "1101"] == [qid_knowledge(1101)["title"]]
+    assert all(row["vuln_title"] == "" for row in rows if row["vuln_qid"] != "1101")
+
+
 # --- The catalog ---------------------------------------------------------------------------------
 
 
