@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -83,6 +84,13 @@ def run(workdir, gateway, clock):
         gateway.now = (gateway_clock or use_clock or clock).now
         return wcr.main([url or gateway.url, *args], clock=use_clock or clock)
     return run_main
+
+
+def free_port():
+    """A loopback port nothing listens on (a connection to it is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # --- Weeks and data ----------------------------------------------------------------------------

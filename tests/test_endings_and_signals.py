@@ -12,16 +12,9 @@ import time
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import (QUERY, WEEK_FILE, WEEK_UNSLICED, client_for, files, fill_week, keep_count, log_text, ms,
-                      stored, week_range)
+from conftest import (QUERY, WEEK_FILE, WEEK_UNSLICED, client_for, files, fill_week, free_port, keep_count, log_text,
+                      ms, stored, week_range)
 from fake_gateway import DEMO_TOKEN, SCRIPT, Fault
-
-def free_port():
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def reset_sigint():
     """A child started from a background job inherits 'ignore SIGINT'; give it the default back."""

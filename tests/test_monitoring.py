@@ -3,7 +3,6 @@
 import datetime as dt
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import weeklycontainerreport as wcr
-from conftest import WEEK, everything_printed, files, log_text, week_range
+from conftest import free_port, WEEK, everything_printed, files, log_text, week_range
 from fake_gateway import DEMO_TOKEN, SCRIPT, Fault
 from ping_service import CHECK_ID, PingService
 
@@ -32,12 +31,6 @@ def metrics(path):
             assert sample.timestamp is None
             samples[(sample.name[len(PREFIX):], sample.labels.get("result"))] = sample.value
     return samples
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import weeklycontainerreport as wcr
-from conftest import (QUERY, WEEK, WEEK_UNSLICED, client_for, everything_printed, files, fill_week, give_login,
-                      keep_count, log_text, ms, week_range)
+from conftest import (QUERY, WEEK, WEEK_UNSLICED, client_for, everything_printed, files, fill_week, free_port,
+                      give_login, keep_count, log_text, ms, week_range)
 from fake_gateway import AUTH_PATH, DEMO_TOKEN, SCRIPT, FakeGateway, Fault
 from proxies import CA, CERT, HttpProxy, SocksProxy
 
@@ -27,13 +27,6 @@ def route_through(monkeypatch, **variables):
     monkeypatch.setenv("NO_PROXY", "")
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-
-
-def free_port():
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
