@@ -2080,26 +2080,35 @@ class GatewayClient:
         params = {"filter": query, "limit": PAGE_LIMIT}
         if cursor:
             params["paginationQuery"] = cursor
-        with self._until_answered():
-            try:
-                return self._with_retries(params, consume, label)
-            except (AuthError, GatewayUnreachable, WrongGateway):
-                self.stop.set()  # no retry can help: the other workers stop before they send
-                raise
+        with self._until_answered(), self._fatal_stops_the_run():
+            return self._with_retries(functools.partial(self._try_once, params, consume), f"Week {label}", self.pacer)
 
-    def _with_retries(self, params, consume, label: str):
+    def _with_retries(self, once, what: str, pacer):
+        """Call once until it gives its answer: again at once when the token was rejected (the broker has
+        moved on), after the wait the gateway asks for on a 429 (held by pacer), after a backoff on
+        transient trouble until the policy gives up (WeekFailed)."""
         attempt, retry_waited, limit_waited = 0, 0.0, 0.0
         while True:
             self.check_stop()
             try:
-                return self._try_once(params, consume)
+                return once()
             except TokenRejected:
                 continue
             except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, f"Week {label}", limit_waited)
+                limit_waited = self._after_rate_limit(exc, what, limit_waited, pacer)
             except TransientError as exc:
                 attempt += 1
-                retry_waited = self._after_failure(exc, f"Week {label}", attempt, retry_waited)
+                retry_waited = self._after_failure(exc, what, attempt, retry_waited)
+
+    @contextlib.contextmanager
+    def _fatal_stops_the_run(self):
+        """What no retry can help (no token left, a gateway that cannot be reached or is the wrong one)
+        stops the other workers before they send."""
+        try:
+            yield
+        except (AuthError, GatewayUnreachable, WrongGateway):
+            self.stop.set()
+            raise
 
     @contextlib.contextmanager
     def _until_answered(self):
@@ -2140,13 +2149,13 @@ class GatewayClient:
         if self.stop.is_set():
             raise RunStopping("the run stopped")
 
-    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer=None) -> float:
+    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
         waited += wait
         if waited > self.policy.max_total_rate_limit_wait_seconds:
             raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
         log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
-        (pacer or self.pacer).hold(wait)
+        pacer.hold(wait)
         self._wait(wait, "rate limit")
         return waited
 
@@ -2243,22 +2252,9 @@ class GatewayClient:
         container is gone (404). Paced by the details endpoint's own rate limit, never the list's;
         5xx, 429 and network trouble are retried like a page; 403 stops the run (KnowledgeRefused)."""
         url = self.details_url.format(sha=quote(sha, safe=""))
-        attempt, waited, limit_waited = 0, 0.0, 0.0
-        what = f"Vulnerability details of container {sha[:12]}"
-        while True:
-            self.check_stop()
-            try:
-                return self._details_once(url)
-            except TokenRejected:
-                continue
-            except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, what, limit_waited, self.details_pacer)
-            except TransientError as exc:
-                attempt += 1
-                waited = self._after_failure(exc, what, attempt, waited)
-            except (AuthError, GatewayUnreachable, WrongGateway):
-                self.stop.set()  # no retry can help: the other workers stop before they send
-                raise
+        with self._fatal_stops_the_run():
+            return self._with_retries(functools.partial(self._details_once, url),
+                                      f"Vulnerability details of container {sha[:12]}", self.details_pacer)
 
     def _details_once(self, url: str):
         sent_at = self.details_pacer.wait_turn(self.stop)
@@ -2291,23 +2287,17 @@ class GatewayClient:
         is no token, WrongGateway for a redirect. 5xx and network trouble are retried like any page,
         a 429 is waited out like a page's; when the retries run out the week fails (or, if the
         gateway never answered, the run stops)."""
-        attempt, waited, limit_waited = 0, 0.0, 0.0
-        while True:
-            self.check_stop()
-            try:
-                answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
-                                   data={"username": username, "password": password, "token": "true"})
-                token = login_token(answer, self.auth_url, self.redact, self.clock.now())
-                log.info("Logged in as QUALYS_USERNAME")
-                return token
-            except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, "Login", limit_waited)
-            except TransientError as exc:
-                attempt += 1
-                try:
-                    waited = self._after_failure(exc, "Login", attempt, waited)
-                except WeekFailed as failure:
-                    raise WeekFailed(f"login failed: {failure}") from None
+        try:
+            token = self._with_retries(functools.partial(self._log_in_once, username, password), "Login", self.pacer)
+        except WeekFailed as failure:
+            raise WeekFailed(f"login failed: {failure}") from None
+        log.info("Logged in as QUALYS_USERNAME")
+        return token
+
+    def _log_in_once(self, username: str, password: str) -> str:
+        answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
+                           data={"username": username, "password": password, "token": "true"})
+        return login_token(answer, self.auth_url, self.redact, self.clock.now())
 
 
 # --- Cells and rows ------------------------------------------------------------------
@@ -3366,8 +3356,9 @@ class Learner:
         """Learn what one container's details say (vulns None: it is gone) of every QID they name."""
         now = self.clock.now()
         for vuln in vulns or ():
-            if qid_key(vuln.get("qid")) is not None:
-                self.catalog.learn(qid_key(vuln["qid"]), vuln, now)
+            qid = qid_key(vuln.get("qid"))
+            if qid is not None:
+                self.catalog.learn(qid, vuln, now)
         for qid, shas in missing.items():
             if sha in shas:
                 shas.remove(sha)
@@ -3390,8 +3381,6 @@ class Learner:
 
     def _fetch_all(self, shas) -> list:
         """The details of these containers, side by side; a failure fails the week, once they all ended."""
-        if len(shas) == 1:
-            return [self._fetch(shas[0])]
         with concurrent.futures.ThreadPoolExecutor(len(shas), thread_name_prefix="details") as pool:
             futures = [pool.submit(self._fetch, sha) for sha in shas]
             try:

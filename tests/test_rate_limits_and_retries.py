@@ -87,6 +87,18 @@ def test_a_5xx_or_reset_on_the_login_is_retried_like_any_transient_failure(fault
     assert "Login: " in log_text(workdir) and "(attempt 2 of 6); retrying in" in log_text(workdir)
 
 
+def test_a_login_that_keeps_failing_fails_the_week_saying_it_was_the_login(run, gateway, workdir, monkeypatch):
+    fill_week(gateway)
+    gateway.credentials = {"alice": "pw"}
+    gateway.faults = [Fault("status", status=503, times=-1, path=AUTH_PATH)]
+    monkeypatch.delenv("QUALYS_TOKEN")
+    monkeypatch.setenv("QUALYS_USERNAME", "alice")
+    monkeypatch.setenv("QUALYS_PASSWORD", "pw")
+    assert run(*WEEK_UNSLICED) == 1
+    assert gateway.logins == 6
+    assert "FAILED: login failed: HTTP 503 (gave up after 6 attempts)" in log_text(workdir)
+
+
 # --- 429s ------------------------------------------------------------------------------------
 
 
