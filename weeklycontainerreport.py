@@ -152,10 +152,12 @@ PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the w
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
 DEFAULT_SLICES = 64  # chains of pages one week may be fetched as, side by side
 MAX_SLICES = 128
-MAX_PARTS = 16  # a chain is split into at most this many at once
-PAGES_PER_PART = 2  # and into parts of about this many pages to come, at least
+MAX_PARTS = 32  # a chain is split into at most this many at once
+PAGES_PER_PART = 3  # and into parts of at least this many pages to come (a week's first page: 1)
 IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) requests in flight
 MIN_CHAIN_MS = 1000  # a chain's range is never split below a second
+ALIGN_SLACK = 0.15  # of a page: a split-off part is cut to hold at least this much less than whole pages
+MAX_PART_PAGES = 4  # and to hold no more pages than this, by the density seen where it was cut
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
@@ -528,12 +530,6 @@ def range_query(start_ms: int, end_ms: int, optional_filter: str) -> str:
 def week_query(week: Week, optional_filter: str) -> str:
     """Return the QQL for a whole week."""
     return range_query(week.start_ms, week.end_ms, optional_filter)
-
-
-def slice_bounds(start_ms: int, end_ms: int, count: int) -> list:
-    """Cut [start_ms, end_ms) into count half-open slices in time order: [(a, b), (b, c), ...]."""
-    edges = [start_ms + (end_ms - start_ms) * index // count for index in range(count + 1)]
-    return [(low, high) for low, high in zip(edges, edges[1:]) if high > low]
 
 
 def check_filter(optional_filter: str) -> None:
@@ -1417,11 +1413,13 @@ def header_number(headers, name: str):
 class Pacer:
     """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
 
-    Besides the even spacing it counts its own recent calls, so that the burst of first calls
-    (sent before any header told the limit) never pushes a window past it."""
+    Calls not sent while the run was waiting (for the first answer, which tells the limit) may be
+    caught up at once, up to a tenth of the window's allowance; then the spacing is even again. It
+    also counts its own recent calls, so that no window ever holds more than the limit allows."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
     MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
+    CATCH_UP_SHARE = 0.1  # of a window's allowed calls, the most sent at once after a wait
 
     def __init__(self, clock, cap_seconds: float):
         self._clock = clock
@@ -1431,20 +1429,23 @@ class Pacer:
         self._window_seconds = 0.0
         self._allowed = 0  # calls this client may send in one window; 0 while unknown
         self._sent = collections.deque(maxlen=self.MAX_COUNTED)  # when the recent calls went
-        self._next_slot = 0.0
+        self._next_slot = 0.0  # when the next call is due, by the even spacing (it may lie in the past)
         self._last_slot = 0.0
+        self._catch_up_seconds = 0.0  # how far in the past it may lie: the calls that may go at once
 
     def wait_turn(self, wake=None) -> float:
         """Block until this caller may send (or wake is set); return the time it was given (monotonic)."""
         with self._lock:
             now = self._clock.monotonic()
-            slot = max(now, self._next_slot)
+            slot, catch_up = max(now, self._next_slot), self._catch_up_seconds
             if self._allowed and len(self._sent) >= self._allowed:  # the window would hold one too many
-                slot = max(slot, self._sent[-self._allowed] + self._window_seconds)
+                window_ends = self._sent[-self._allowed] + self._window_seconds
+                if window_ends > slot:  # a wait for the window: nothing to catch up on after it
+                    slot, catch_up = window_ends, 0.0
             slot = min(slot, now + self._cap)
             self._sent.append(slot)
             self._last_slot = slot
-            self._next_slot = slot + self._interval_seconds
+            self._next_slot = max(self._next_slot, slot - catch_up) + self._interval_seconds
         delay = slot - now
         if delay > 0:
             self._clock.sleep(delay, wake)
@@ -1467,6 +1468,7 @@ class Pacer:
                 self._window_seconds = min(window, self._cap)
                 allowed = int(limit / self.MARGIN)
                 self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
+                self._catch_up_seconds = int(self._allowed * self.CATCH_UP_SHARE) * interval
                 self._next_slot = max(self._next_slot, self._last_slot + interval)
             if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
                 self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
@@ -1487,6 +1489,18 @@ class Pacer:
         """Keep every worker from sending for the given seconds (after a 429)."""
         with self._lock:
             self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
+
+    def calls_at_once(self) -> int:
+        """The most calls it lets go at once after a wait (its catch-up), by the gateway's headers."""
+        interval = self._interval_seconds
+        return int(self._catch_up_seconds / interval) if interval > 0 else 0
+
+    def calls_ready(self) -> int:
+        """How many calls may go at once right now: those the even spacing lets it catch up on."""
+        with self._lock:
+            behind = min(self._clock.monotonic() - self._next_slot, self._catch_up_seconds)
+            interval = self._interval_seconds
+        return int(behind / interval) + 1 if behind >= 0 and interval > 0 else 0
 
     def calls_per_second(self):
         """The rate this pacer keeps to, from the gateway's headers; None while no header told it."""
@@ -2126,10 +2140,10 @@ class GatewayClient:
 
     @contextlib.contextmanager
     def _in_flight(self):
-        """A place among the pages in flight (asked for, or being processed): no more than wanted_in_flight
+        """A place among the pages in flight (asked for, or being processed): no more than flight_limit
         at once, so that more threads than that never hold more pages than the gateway's pace needs."""
         with self._flight:
-            while self._pages_in_flight >= self.wanted_in_flight(self.ceiling):
+            while self._pages_in_flight >= self.flight_limit(self.ceiling):
                 self.check_stop()
                 self._flight.wait(0.05)
             self._pages_in_flight += 1
@@ -2144,6 +2158,18 @@ class GatewayClient:
         """The pages to keep in flight, by the gateway's numbers and this run's (pages_in_flight)."""
         return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds.value,
                                self.processing_seconds.value, ceiling)
+
+    def flight_limit(self, ceiling: int) -> int:
+        """The most pages in flight at once: those wanted, and the calls the pacer lets go at once after
+        a wait (they are in flight together with the next ones), up to as many again, within ceiling."""
+        wanted = self.wanted_in_flight(ceiling)
+        return min(wanted + min(self.pacer.calls_at_once(), wanted), ceiling)
+
+    def chains_wanted(self, ceiling: int) -> int:
+        """The chains of pages worth keeping busy now: the pages wanted in flight, and the calls the pacer
+        would let go at once right now, up to as many again, within ceiling."""
+        wanted = self.wanted_in_flight(ceiling)
+        return min(wanted + min(self.pacer.calls_ready(), wanted), ceiling)
 
     def check_stop(self) -> None:
         if self.stop.is_set():
@@ -3424,6 +3450,7 @@ class Chain:
     used: frozenset = frozenset()  # cursors its pages already used (the loop guard goes on after a split)
     first: bool = False  # the week's first chain: if it stays alone, its files are the week's
     number: int = 0
+    expected: float = math.inf  # the pages the split that made it reckoned it holds (unknown: inf)
 
     def label(self) -> str:
         week = self.week.job.week
@@ -3432,26 +3459,55 @@ class Chain:
         return f"{week.label} (chain {self.number})"
 
 
-def pages_to_come(chain: Chain, stats: PageStats, shown: int) -> tuple:
-    """How many more pages a chain that named a next page may have, and from where in time: (pages, ms).
+class ToCome(typing.NamedTuple):
+    """What a chain that named a next page may still hold: about how many pages, from where in time
+    on (ms), and the time one page of it spans (ms)."""
+
+    pages: float
+    from_ms: int
+    page_ms: float
+
+
+def pages_to_come(chain: Chain, stats: PageStats, shown: int) -> ToCome:
+    """What a chain that named a next page may still hold.
 
     Its latest page's containers span created times [earliest, latest]. If the gateway's order (by
-    updated) follows created, the rest lies after earliest, as dense as that page: (end - earliest)
-    / (latest - earliest) pages. If it does not, the page is a sample of the whole range and says
-    little: then the full pages the chain has shown (since it began or was last split) stand for
-    what is to come. The larger of the two."""
+    updated) follows created, each page spans a short stretch after the one before, and the rest
+    lies after latest, as dense as that page: (end - latest) / (latest - earliest) pages. If it
+    does not, each page is a sample of the whole range and spans most of it: then the full pages
+    the chain has shown (since it began or was last split) stand for what is to come, spread over
+    its whole range."""
+    whole = ToCome(float(shown), chain.start_ms, (chain.end_ms - chain.start_ms) / max(shown, 1))
     if stats.earliest is None or stats.latest is None:
-        return float(shown), chain.start_ms
+        return whole
     span = max(stats.latest - stats.earliest, 1)
-    base = max(chain.start_ms, min(stats.earliest, chain.end_ms - 1))
-    return max((chain.end_ms - base) / span, float(shown)), base
+    if span * 2 > chain.end_ms - chain.start_ms:
+        return whole
+    swept = max(chain.start_ms, min(stats.latest, chain.end_ms - 1))
+    return ToCome((chain.end_ms - swept) / span, swept, span)
 
 
-def split_bounds(start_ms: int, base_ms: int, end_ms: int, parts: int) -> list:
-    """Cut [start_ms, end_ms) into parts in time order, the cuts equal over [base_ms, end_ms) (where the
-    data still to come lies); the first part keeps [start_ms, base_ms) too."""
-    bounds = slice_bounds(base_ms, end_ms, parts)
-    return [(start_ms, bounds[0][1])] + bounds[1:]
+def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> list:
+    """Cut [start_ms, end_ms) into at most parts, in time order, about equal over what is to come.
+
+    A chain's last page is part-full, or costs one more call (a full one still names a next), so
+    each part is cut to hold whole pages less a slack of at least ALIGN_SLACK of one, as to_come
+    reckons them: the slack is the pages the parts will cost in all less the pages to come, shared
+    out equally, and splitting costs that much more than not. A density holds only so far (a
+    burst ends), so no part but the last is reckoned to hold more than MAX_PART_PAGES; the last
+    takes the rest, to be split again when its pages show more. The first part keeps [start_ms,
+    from_ms) too; no part is narrower than MIN_CHAIN_MS."""
+    to_come = to_come._replace(pages=min(to_come.pages, parts * MAX_PART_PAGES))
+    pages = math.ceil(to_come.pages + parts * ALIGN_SLACK)  # the calls the parts will cost, in all
+    slack = (pages - to_come.pages) / parts
+    cuts = []
+    for index in range(1, parts):
+        cut = to_come.from_ms + int((pages * index // parts - index * slack) * to_come.page_ms)
+        if cut - (cuts[-1] if cuts else start_ms) < MIN_CHAIN_MS or end_ms - cut < MIN_CHAIN_MS:
+            break
+        cuts.append(cut)
+    edges = [start_ms] + cuts + [end_ms]
+    return list(zip(edges, edges[1:]))
 
 
 class WeekRun:
@@ -3567,8 +3623,7 @@ class Exporter:
         self.results = {}  # week order -> WeekResult
         self.threads = []
         self._sequence = 0
-        self._alive = 0  # chains queued or paging, run-wide
-        self._to_come = {}  # id(chain) -> pages it may still have (inf until its first page), for those paging
+        self._to_come = {}  # id(chain) -> pages it may still have, for each chain queued or paging, run-wide
         self._lock = threading.Lock()
         self._publishing = 0  # weeks being published right now
         self._changed = threading.Condition()
@@ -3595,10 +3650,10 @@ class Exporter:
             self.shut_down()
 
     def _grow_pool(self) -> None:
-        """Start a worker when there is waiting work and fewer workers than the pages the gateway's pace
-        wants in flight (plus one spare): workers start as they are needed, up to --workers."""
+        """Start a worker when there is waiting work and fewer workers than the pages the run may keep in
+        flight (plus one spare): workers start as they are needed, up to --workers."""
         with self._lock:
-            wanted = min(self.settings.workers, self.client.wanted_in_flight(self.settings.workers) + 1)
+            wanted = min(self.settings.workers, self.client.flight_limit(self.settings.workers) + 1)
             count = 0 if self.stop.is_set() else min(wanted - len(self.threads), self.chains.qsize())
             started = [threading.Thread(target=self._work, daemon=True, name=f"worker-{len(self.threads) + number}")
                        for number in range(max(count, 0))]
@@ -3626,7 +3681,7 @@ class Exporter:
         with self._lock:
             self._sequence += 1
             if chain is not None:
-                self._alive += 1
+                self._to_come[id(chain)] = chain.expected
             key = (-1, 0) if chain is None else (chain.week.order, chain.start_ms)
             self.chains.put((key, self._sequence, chain))
 
@@ -3644,14 +3699,11 @@ class Exporter:
             _, _, chain = self.chains.get()
             if chain is None:
                 return
-            with self._lock:
-                self._to_come[id(chain)] = math.inf
             try:
                 if not self.stop.is_set() and not self._run_chain(chain):
                     return
             finally:
                 with self._lock:
-                    self._alive -= 1
                     self._to_come.pop(id(chain), None)
 
     def _run_chain(self, chain: Chain) -> bool:
@@ -3705,7 +3757,7 @@ class Exporter:
             shown += 1  # full pages since it began, or was last split
             to_come = pages_to_come(chain, stats, shown)
             with self._lock:
-                self._to_come[id(chain)] = to_come[0]
+                self._to_come[id(chain)] = to_come.pages
             split = self._split(chain, fragment, next_page, frozenset(used), to_come, number)
             if split is None:
                 return False
@@ -3714,41 +3766,48 @@ class Exporter:
 
     def _split(self, chain: Chain, fragment: Fragment, cursor: str, used: frozenset, to_come, pages: int):
         """Split a chain that has more pages when the run has room for more requests in flight: this
-        chain keeps the first part of its range, new chains go on from the same cursor over the others.
-        Each part ends with a part-full page, so a chain is split only when at least two more pages
-        are to come, into no more parts than that (to_come: (pages, from where in time)). An opaque
-        cursor cannot go on over a narrower range: then only a week's first page is split, by fetching
-        the week again as new chains. Return True when it was split, False when not, None when its
-        pages were handed on."""
-        reusable, (expected, base) = reusable_cursor(cursor), to_come
-        if expected < 2 or not (reusable or chain.first and pages == 1):
+        chain keeps the first part of its range, new chains go on from the same cursor over the others
+        (cut by split_bounds). A chain is split only when at least two more pages are to come
+        (to_come), into parts of PAGES_PER_PART pages or more; at a week's first page, into parts of a
+        page or more, so that its chains soon find where its data lies. An opaque cursor cannot go on
+        over a narrower range: then only a week's first page is split, by fetching the week again as
+        new chains. Return True when it was split, False when not, None when its pages were handed on."""
+        reusable = reusable_cursor(cursor)
+        if to_come.pages < 2 or not (reusable or chain.first and pages == 1):
             return False
-        parts = min(self._room(chain.week) + 1, math.ceil(expected / PAGES_PER_PART), MAX_PARTS,
-                    (chain.end_ms - base) // MIN_CHAIN_MS)
+        per_part = 1 if chain.first and pages == 1 else PAGES_PER_PART
+        parts = min(self._room(chain.week) + 1, math.ceil(to_come.pages / per_part), MAX_PARTS)
         if parts < 2:
             return False
-        bounds = split_bounds(chain.start_ms, base if reusable else chain.start_ms, chain.end_ms, parts)
+        if not reusable:  # the new chains fetch the whole range again, from its start
+            to_come = ToCome((chain.end_ms - chain.start_ms) / to_come.page_ms, chain.start_ms, to_come.page_ms)
+        bounds = split_bounds(chain.start_ms, chain.end_ms, to_come, parts)
+        parts = len(bounds)
+        if parts < 2:
+            return False
         number = chain.week.add_chains(len(bounds) - 1 if reusable else len(bounds))
         if reusable:
             chain.end_ms = fragment.end_ms = bounds[0][1]
+            with self._lock:
+                self._to_come[id(chain)] = (chain.end_ms - to_come.from_ms) / to_come.page_ms
             bounds = bounds[1:]
         for offset, (low, high) in enumerate(bounds):
             self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
-                               number=number + offset))
+                               number=number + offset, expected=(high - low) / to_come.page_ms))
         log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
                  parts, self.client.wanted_in_flight(self.settings.workers))
         self._grow_pool()
         return True if reusable else None
 
     def _room(self, week: WeekRun) -> int:
-        """How many more chains the run can keep busy: the requests in flight the gateway's numbers call
-        for, minus the chains that have work (queued, or paging with two pages or more to come), and no
-        more than --slices chains for one week."""
+        """How many more chains the run can keep busy: the chains wanted now (chains_wanted), minus those
+        (queued or paging) that have two pages or more to come, as last reckoned, and no more than
+        --slices chains for one week."""
         with self._lock:
-            alive = self._alive - sum(1 for pages in self._to_come.values() if pages < 2)
+            alive = sum(1 for pages in self._to_come.values() if pages >= 2)
         with week.lock:
             chains = week.chains
-        return min(self.client.wanted_in_flight(self.settings.workers) - alive, self.settings.slices - chains)
+        return min(self.client.chains_wanted(self.settings.workers) - alive, self.settings.slices - chains)
 
     def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
         if chain.week.chain_ended(fragment, ending, reason):

@@ -3,6 +3,7 @@ week, and large weeks fetched as time slices side by side."""
 import datetime as dt
 import filecmp
 import json
+import math
 import re
 
 import pytest
@@ -298,18 +299,37 @@ def test_a_large_week_is_fetched_as_slices_that_cover_it_exactly_once(run, gatew
     assert "split into" in log_text(workdir) and " chains -> " in log_text(workdir)
 
 
-def test_containers_on_the_slice_edges_land_in_exactly_one_slice(run, gateway, workdir):
-    gateway.generate(1300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+def test_the_chains_ranges_tile_the_week_so_each_millisecond_is_asked_exactly_once(run, gateway, workdir):
+    gateway.generate_burst(3000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.6, 50, 2)
     split_freely(gateway)
-    edges = sorted({low for parts in (2, 3, 4, 8, 16) for low, _ in wcr.slice_bounds(START, END, parts)}) + [END]
-    for edge in edges:  # wherever the chains are cut, these sit on an edge or 1 ms before it
-        gateway.add_container(edge, name=f"at-{edge}")
-        gateway.add_container(edge - 1, name=f"before-{edge}")
     assert run(*WEEK) == 0
-    names = [container["name"] for container in stored(workdir)]
-    inside = [f"at-{edge}" for edge in edges[:-1]] + [f"before-{edge}" for edge in edges[1:]]
-    assert sorted(name for name in names if name.startswith(("at-", "before-"))) == sorted(inside)
-    assert len(names) == len(set(names)) == 1300 + len(inside)
+    asked = ranges(gateway.list_calls())
+    lows = {low for low, _ in asked}
+    # A chain cut short keeps its start; its final range is the one no other chain starts inside.
+    final = sorted((low, high) for low, high in asked if not any(low < other <= high for other in lows))
+    assert len(final) > 2
+    assert final[0][0] == START and final[-1][1] == END - 1  # QQL ranges are inclusive: [start, end - 1 ms]
+    assert all(high + 1 == following for (_, high), (following, _) in zip(final, final[1:]))
+    names = [container["uuid"] for container in stored(workdir)]
+    assert sorted(names) == sorted(record.uuid for record in gateway.records)
+
+
+@pytest.mark.parametrize("pages, parts", [(2.3, 2), (9.6, 4), (23.0, 5), (95.2, 27), (40.0, 32)])
+def test_a_split_cuts_parts_whose_last_pages_are_nearly_full(pages, parts):
+    page_ms = 3_600_000  # the data as dense as a page an hour, from 01:00 on (the page before ended there)
+    swept, end = START + 3_600_000, START + 3_600_000 + int(pages * page_ms)
+    bounds = wcr.split_bounds(START, end, wcr.ToCome(pages, swept, page_ms), parts)
+    held = [(high - max(low, swept)) / page_ms for low, high in bounds]  # the pages each part holds
+    assert len(bounds) == parts and bounds[0][0] == START and bounds[-1][1] == end
+    assert all(high == following for (_, high), (following, _) in zip(bounds, bounds[1:]))
+    capped = pages > parts * wcr.MAX_PART_PAGES  # a density is trusted so far ahead; the last part takes the rest
+    for part in held[:-1] if capped else held:  # a last page nearly full, never a full one (it costs a call)
+        assert 0.5 <= part and wcr.ALIGN_SLACK - 0.01 <= math.ceil(part) - part <= wcr.ALIGN_SLACK + 1 / parts + 0.01
+    if capped:
+        assert max(held[:-1]) <= wcr.MAX_PART_PAGES < held[-1]
+    else:
+        assert sum(math.ceil(part) for part in held) == math.ceil(pages + parts * wcr.ALIGN_SLACK)  # the calls in all
+        assert max(held) - min(held) <= 1.0 + 1e-6  # about equal
 
 
 def test_a_split_week_gives_the_same_bytes_with_one_worker_and_with_eight(run, gateway, workdir):
@@ -387,14 +407,14 @@ def test_an_opaque_cursor_is_never_sent_with_another_range(run, gateway, workdir
 
 
 def test_a_failed_slice_fails_its_whole_week_writes_nothing_and_stops_its_other_slices(run, gateway, workdir):
-    gateway.generate(4000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 16 pages
+    gateway.generate(10000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 40 pages
     gateway.generate(50, dt.date(2025, 9, 8), dt.date(2025, 9, 15))
     split_freely(gateway)
     gateway.latency_seconds = 0.1  # a page takes longer than the failure takes to reach the other chains
     gateway.faults = [Fault("status", status=404, with_cursor=True, week_start_ms=START)]  # the week's 2nd page
-    assert run(*week_range("2025-09-01", "2025-09-15")) == 1
+    assert run(*week_range("2025-09-01", "2025-09-15"), "--workers", "4") == 1  # chains of several pages
     first_week = [call for call in gateway.list_calls() if int(call["params"]["filter"][0][9:22]) < ms(2025, 9, 8)]
-    assert len(first_week) < 16  # the other chains stopped soon after, not all their pages
+    assert len(first_week) < 20  # the other chains stopped soon after, not all their pages
     assert files(workdir / "weekly_reports") == ["2025-09-08_2025-09-15.json"]
     assert files(workdir / "weekly_csv_reports") == ["2025-09-08_2025-09-15.csv"]
     assert files(workdir / "temp_reports") == [".lock"]

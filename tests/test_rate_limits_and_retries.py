@@ -209,6 +209,20 @@ def test_the_pacer_runs_a_little_under_the_limit(run, gateway, workdir, clock):
     assert sum(clock.sleeps) <= 4 * 2 * 1.1 and gateway.rate_limited == 0
 
 
+def test_calls_missed_waiting_for_the_first_answer_are_caught_up_but_no_window_holds_more_than_allowed(clock):
+    pacer = wcr.Pacer(clock, cap_seconds=900)
+    first = pacer.wait_turn()  # before any header told the limit
+    clock.advance(30.0)  # its answer took 30 s: the gateway would have allowed 60 calls meanwhile
+    pacer.learn({"X-RateLimit-Limit": "120", "X-RateLimit-Window-Sec": "60", "X-RateLimit-Remaining": "119"}, first)
+    sent = [first] + [pacer.wait_turn() for _ in range(300)]
+    interval, allowed = 60 / 120 * wcr.Pacer.MARGIN, int(120 / wcr.Pacer.MARGIN)
+    at_once = sent.count(sent[1])
+    assert 11 <= at_once <= 12  # a catch-up of a tenth of the window's 114 allowed calls, no more
+    settled = sent[at_once + 1:]  # after the catch-up (and what was left of its last interval)
+    assert min(later - earlier for earlier, later in zip(settled, settled[1:])) >= interval - 1e-9  # even, no burst
+    assert all(sum(1 for stamp in sent if start <= stamp < start + 60) <= allowed for start in sent)
+
+
 def test_remaining_zero_holds_every_worker_for_the_window(run, gateway, workdir, clock):
     fill_week(gateway, 600)
     gateway.faults = [Fault("limit-headers", headers={"X-RateLimit-Remaining": "0"})]  # the first answer

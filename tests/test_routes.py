@@ -148,7 +148,8 @@ def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
             busy[0] -= 1
         return keep_count(text)
 
-    bounds = wcr.slice_bounds(ms(2025, 9, 1), ms(2025, 9, 8), 4)
+    start, end = ms(2025, 9, 1), ms(2025, 9, 8)
+    bounds = [(start + (end - start) * part // 4, start + (end - start) * (part + 1) // 4) for part in range(4)]
     results = []
     threads = [threading.Thread(target=lambda low=low, high=high: results.append(
         client.fetch_page(wcr.range_query(low, high, ""), None, "slice", consume))) for low, high in bounds]
