@@ -157,7 +157,6 @@ PAGES_PER_PART = 3  # and into parts of at least this many pages to come (a week
 IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) requests in flight
 MIN_CHAIN_MS = 1000  # a chain's range is never split below a second
 ALIGN_SLACK = 0.15  # of a page: a split-off part is cut to hold at least this much less than whole pages
-MAX_PART_PAGES = 4  # and to hold no more pages than this, by the density seen where it was cut
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
@@ -3493,11 +3492,9 @@ def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> lis
     A chain's last page is part-full, or costs one more call (a full one still names a next), so
     each part is cut to hold whole pages less a slack of at least ALIGN_SLACK of one, as to_come
     reckons them: the slack is the pages the parts will cost in all less the pages to come, shared
-    out equally, and splitting costs that much more than not. A density holds only so far (a
-    burst ends), so no part but the last is reckoned to hold more than MAX_PART_PAGES; the last
-    takes the rest, to be split again when its pages show more. The first part keeps [start_ms,
+    out equally, and splitting costs that much more than not. (Where a burst ends, the parts cut
+    past it hold less than reckoned: they cost a call each.) The first part keeps [start_ms,
     from_ms) too; no part is narrower than MIN_CHAIN_MS."""
-    to_come = to_come._replace(pages=min(to_come.pages, parts * MAX_PART_PAGES))
     pages = math.ceil(to_come.pages + parts * ALIGN_SLACK)  # the calls the parts will cost, in all
     slack = (pages - to_come.pages) / parts
     cuts = []

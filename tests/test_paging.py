@@ -322,14 +322,10 @@ def test_a_split_cuts_parts_whose_last_pages_are_nearly_full(pages, parts):
     held = [(high - max(low, swept)) / page_ms for low, high in bounds]  # the pages each part holds
     assert len(bounds) == parts and bounds[0][0] == START and bounds[-1][1] == end
     assert all(high == following for (_, high), (following, _) in zip(bounds, bounds[1:]))
-    capped = pages > parts * wcr.MAX_PART_PAGES  # a density is trusted so far ahead; the last part takes the rest
-    for part in held[:-1] if capped else held:  # a last page nearly full, never a full one (it costs a call)
+    for part in held:  # a last page nearly full, never a full one (it costs a call)
         assert 0.5 <= part and wcr.ALIGN_SLACK - 0.01 <= math.ceil(part) - part <= wcr.ALIGN_SLACK + 1 / parts + 0.01
-    if capped:
-        assert max(held[:-1]) <= wcr.MAX_PART_PAGES < held[-1]
-    else:
-        assert sum(math.ceil(part) for part in held) == math.ceil(pages + parts * wcr.ALIGN_SLACK)  # the calls in all
-        assert max(held) - min(held) <= 1.0 + 1e-6  # about equal
+    assert sum(math.ceil(part) for part in held) == math.ceil(pages + parts * wcr.ALIGN_SLACK)  # the calls in all
+    assert max(held) - min(held) <= 1.0 + 1e-6  # about equal
 
 
 def test_a_split_week_gives_the_same_bytes_with_one_worker_and_with_eight(run, gateway, workdir):
