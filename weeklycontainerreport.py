@@ -4347,7 +4347,9 @@ weeks:
   fewer requests in flight than the gateway's allowed rate times the time a page takes
   call for, a week that shows more pages to come is split into chains of pages side by
   side, each going on from the same cursor over a narrower time range: a burst of
-  containers ends up in many chains, an empty stretch in none. A week's containers are
+  containers ends up in many chains, an empty stretch in none. Each range is cut, by how
+  dense the latest page was, to hold whole pages less a little, so that a chain's last
+  page is nearly full and costs no call beyond its pages. A week's containers are
   written in time order (created, then uuid), so the files are the same however the
   week was split and whatever --workers is.
 
@@ -4454,8 +4456,11 @@ errors:
                        at least 1 s, at most 15 minutes a time; every worker pauses;
                        over an hour of 429s for one request fails its week
   pacing               every answer's X-RateLimit-Limit/-Window-Sec/-Remaining space
-                       all workers' calls 5% under the limit; Remaining: 0 holds them
-                       for the window; absurd values never make a wait over 15 min
+                       all workers' calls 5% under the limit, and no window holds
+                       more; the calls missed while the first answer was awaited go
+                       at once (a tenth of a window's allowance at most); Remaining: 0
+                       holds them for the window; absurd values never make a wait
+                       over 15 min
   5xx, resets,         retried with exponential backoff and jitter: up to 6 attempts
   timeouts, cut or     and 5 minutes of waiting per request, then the week fails
   non-JSON bodies

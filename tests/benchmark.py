@@ -8,7 +8,8 @@
    calls per 6 s (the real latency-to-rate ratio, ten times faster), in five shapes: spread
    evenly or in a burst (two widths and places), at 0.2 s or 0.6 s a page (12 requests must be
    in flight): wall time / ideal (pages / allowed rate), calls and 429s; for the even week also
-   with --workers 1 and unsliced (--slices 1).
+   with --workers 1 and unsliced (--slices 1). And a long week, 300 pages at 0.6 s a page (a
+   split must not leave one chain far longer than the others).
 2. Backfill: 8 weeks of 1,100 containers at 0.4 s per page, 20 calls per 2 s: wall time /
    ideal (the fewest pages / the allowed rate), and the share of calls that drew a 429.
 3. Small weeks: the list calls of 20 one-page weeks, and of a 2- and a 10-page week alone.
@@ -139,6 +140,19 @@ def big_open_week(repetitions: int, containers: int) -> None:
                       f"429s = {median_of(runs, 'share_429'):.1%}")
 
 
+def long_week(repetitions: int, containers: int) -> None:
+    pages = math.ceil(containers / 250)
+    ideal = pages / (120 / 6.0)
+    with open_week_gateway(containers, 0.6, None) as gateway:
+        runs = []
+        for _ in range(repetitions):
+            runs.append(timed_run(gateway, 1))
+            time.sleep(gateway.rate_limit[1])
+    print(f"   a long week, {pages} pages, even, 0.6 s a page: exit {runs[0]['code']}: wall / ideal = "
+          f"{median_of(runs, 'wall') / ideal:.2f}x, {median_of(runs, 'calls'):.0f} calls, "
+          f"429s = {median_of(runs, 'share_429'):.1%}")
+
+
 def backfill(repetitions: int) -> None:
     gateway = FakeGateway(vulns_per_container=2, software_per_vuln=1)
     gateway.generate(1100 * 8, FIRST_DAY, FIRST_DAY + dt.timedelta(days=56))
@@ -236,7 +250,8 @@ def main() -> int:
     if args.repetitions:
         repetitions = args.repetitions
     parts = {
-        1: lambda: big_open_week(repetitions, 6000 if args.quick else 24000),
+        1: lambda: (big_open_week(repetitions, 6000 if args.quick else 24000),
+                    long_week(repetitions, 25000 if args.quick else 75000)),
         2: lambda: backfill(repetitions),
         3: small_weeks,
         4: lambda: memory_and_cpu(1 if args.quick else 2, (1000, 4000) if args.quick else (3000, 12000)),
