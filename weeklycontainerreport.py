@@ -1491,8 +1491,9 @@ class Pacer:
 
     def calls_at_once(self) -> int:
         """The most calls it lets go at once after a wait (its catch-up), by the gateway's headers."""
-        interval = self._interval_seconds
-        return int(self._catch_up_seconds / interval) if interval > 0 else 0
+        with self._lock:
+            interval, catch_up = self._interval_seconds, self._catch_up_seconds
+        return int(catch_up / interval) if interval > 0 else 0
 
     def calls_ready(self) -> int:
         """How many calls may go at once right now: those the even spacing lets it catch up on."""
