@@ -38,6 +38,8 @@ import uuid as uuid_module
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from loopback import Served
+
 LIST_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
 DETAILS_PATH = "/csapi/v1.3/containers/{sha}/vuln"  # "Show vulnerability details for a container"
@@ -345,8 +347,10 @@ def secret_echoes(secret: str) -> list:
     return [secret, quote_plus(secret), quote(secret, safe=""), json.dumps(secret)[1:-1], repr(secret)[1:-1]]
 
 
-class FakeGateway:
+class FakeGateway(Served):
     """The fake gateway: a store of containers, switches, and a log of the calls it got."""
+
+    POLL_SECONDS = 0.005
 
     def __init__(self, seed: int = 7, vulns_per_container: int = 4, software_per_vuln: int = 2, tls: str = ""):
         self.seed = seed
@@ -392,7 +396,6 @@ class FakeGateway:
         self._matches = {}
         self._call_times = []
         self._details_times = []
-        self._server = None
 
     # -- the store ------------------------------------------------------------------
 
@@ -522,30 +525,17 @@ class FakeGateway:
     # -- serving --------------------------------------------------------------------
 
     def start(self) -> "FakeGateway":
-        self._server = QuietServer(("127.0.0.1", 0), Handler)
-        self._server.gateway = self
+        server = QuietServer(("127.0.0.1", 0), Handler)
+        server.gateway = self
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls)
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
-                                                      do_handshake_on_connect=False)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        return self.serve(server)
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def echo(self, *secrets) -> str:
         """A message that repeats the given secrets in every encoding (with an "echo-secrets" fault)."""

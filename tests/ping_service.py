@@ -4,10 +4,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback import Served
+
 CHECK_ID = "0f6d2b1e-7a3c-4c1f-9e55-ping-secret-id"  # the secret part of a check's URL
 
 
-class PingService:
+class PingService(Served):
     """Serves http://127.0.0.1:PORT/<CHECK_ID>/<suffix>; use as a context manager."""
 
     def __init__(self):
@@ -16,17 +18,16 @@ class PingService:
         self.stall = False  # accept pings, never answer
         self.lock = threading.Lock()
         self._release = threading.Event()
-        self._server = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{CHECK_ID}"
+        return f"http://127.0.0.1:{self.port}/{CHECK_ID}"
 
     def suffixes(self) -> list:
         with self.lock:
             return [suffix for suffix, _ in self.pings]
 
-    def __enter__(self):
+    def start(self) -> "PingService":
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,15 +50,13 @@ class PingService:
                 self.end_headers()
                 self.wfile.write(b"OK")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        return self.serve(server)
 
-    def __exit__(self, *exc):
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+    def stop(self) -> None:
+        self._release.set()  # a stalled answer ends, so that the server can shut down
+        super().stop()
 
     def wait_for(self, count: int, seconds: float = 5.0) -> bool:
         """Wait until count pings came (they are sent from the script's own thread)."""

@@ -7,8 +7,9 @@ import socket
 import socketserver
 import ssl
 import struct
-import threading
 import time
+
+from loopback import Served
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CERT = os.path.join(HERE, "tls", "server.pem")
@@ -53,7 +54,7 @@ class _Server(socketserver.ThreadingTCPServer):
         pass
 
 
-class _Service:
+class _Service(Served):
     """A server on 127.0.0.1 whose handle(sock) runs for each connection."""
 
     scheme = "http"
@@ -72,26 +73,15 @@ class _Service:
                     sock = context.wrap_socket(sock, server_side=True)
                 service.handle(sock)
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._handler = Handler
 
     def start(self):
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self.serve(_Server(("127.0.0.1", 0), self._handler))
 
     @property
     def url(self) -> str:
         scheme = "https" if self.tls else self.scheme
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
 
 class HttpProxy(_Service):
