@@ -157,6 +157,7 @@ PAGES_PER_PART = 3  # and into parts of at least this many pages to come (a week
 IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) requests in flight
 MIN_CHAIN_MS = 1000  # a chain's range is never split below a second
 ALIGN_SLACK = 0.15  # of a page: a split-off part is cut to hold at least this much less than whole pages
+BURST_FACTOR = 4  # a page that shows this many times more to come than reckoned: a burst begins
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
@@ -3466,9 +3467,15 @@ class ToCome(typing.NamedTuple):
     pages: float
     from_ms: int
     page_ms: float
+    reckoned: float = math.inf  # what the chain was reckoned to hold still, before its latest page showed more
+
+    @property
+    def burst(self) -> bool:
+        """Far more to come than reckoned: a burst begins, whose density is trusted a few pages ahead only."""
+        return self.pages > BURST_FACTOR * max(self.reckoned, 1)
 
 
-def pages_to_come(chain: Chain, stats: PageStats, shown: int) -> ToCome:
+def pages_to_come(chain: Chain, stats: PageStats, shown: int, reckoned: float = math.inf) -> ToCome:
     """What a chain that named a next page may still hold.
 
     Its latest page's containers span created times [earliest, latest]. If the gateway's order (by
@@ -3476,15 +3483,15 @@ def pages_to_come(chain: Chain, stats: PageStats, shown: int) -> ToCome:
     lies after latest, as dense as that page: (end - latest) / (latest - earliest) pages. If it
     does not, each page is a sample of the whole range and spans most of it: then the full pages
     the chain has shown (since it began or was last split) stand for what is to come, spread over
-    its whole range."""
-    whole = ToCome(float(shown), chain.start_ms, (chain.end_ms - chain.start_ms) / max(shown, 1))
+    its whole range. reckoned: what the chain was reckoned to hold still, before this page."""
+    whole = ToCome(float(shown), chain.start_ms, (chain.end_ms - chain.start_ms) / max(shown, 1), reckoned)
     if stats.earliest is None or stats.latest is None:
         return whole
     span = max(stats.latest - stats.earliest, 1)
     if span * 2 > chain.end_ms - chain.start_ms:
         return whole
     swept = max(chain.start_ms, min(stats.latest, chain.end_ms - 1))
-    return ToCome((chain.end_ms - swept) / span, swept, span)
+    return ToCome((chain.end_ms - swept) / span, swept, span, reckoned)
 
 
 def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> list:
@@ -3493,9 +3500,12 @@ def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> lis
     A chain's last page is part-full, or costs one more call (a full one still names a next), so
     each part is cut to hold whole pages less a slack of at least ALIGN_SLACK of one, as to_come
     reckons them: the slack is the pages the parts will cost in all less the pages to come, shared
-    out equally, and splitting costs that much more than not. (Where a burst ends, the parts cut
-    past it hold less than reckoned: they cost a call each.) The first part keeps [start_ms,
-    from_ms) too; no part is narrower than MIN_CHAIN_MS."""
+    out equally, and splitting costs that much more than not. Where a burst begins, its density
+    is trusted a few pages ahead only: each part holds PAGES_PER_PART pages, the last takes the
+    rest (parts cut past a burst's end hold less than reckoned, and cost a call each). The first
+    part keeps [start_ms, from_ms) too; no part is narrower than MIN_CHAIN_MS."""
+    if to_come.burst:
+        to_come = to_come._replace(pages=min(to_come.pages, parts * PAGES_PER_PART))
     pages = math.ceil(to_come.pages + parts * ALIGN_SLACK)  # the calls the parts will cost, in all
     slack = (pages - to_come.pages) / parts
     cuts = []
@@ -3753,8 +3763,8 @@ class Exporter:
                 return True
             used.add(next_page)
             shown += 1  # full pages since it began, or was last split
-            to_come = pages_to_come(chain, stats, shown)
             with self._lock:
+                to_come = pages_to_come(chain, stats, shown, self._to_come.get(id(chain), math.inf) - 1)
                 self._to_come[id(chain)] = to_come.pages
             split = self._split(chain, fragment, next_page, frozenset(used), to_come, number)
             if split is None:
@@ -3767,18 +3777,23 @@ class Exporter:
         chain keeps the first part of its range, new chains go on from the same cursor over the others
         (cut by split_bounds). A chain is split only when at least two more pages are to come
         (to_come), into parts of PAGES_PER_PART pages or more; at a week's first page, into parts of a
-        page or more, so that its chains soon find where its data lies. An opaque cursor cannot go on
-        over a narrower range: then only a week's first page is split, by fetching the week again as
-        new chains. Return True when it was split, False when not, None when its pages were handed on."""
+        page or more, so that its chains soon find where its data lies; where a burst begins, into no
+        more than BURST_FACTOR parts for each page the chain was reckoned to hold, the last of them
+        reckoned as the chain was (it is split again when its pages show that the burst goes on). An
+        opaque cursor cannot go on over a narrower range: then only a week's first page is split, by
+        fetching the week again as new chains. Return True when it was split, False when not, None
+        when its pages were handed on."""
         reusable = reusable_cursor(cursor)
         if to_come.pages < 2 or not (reusable or chain.first and pages == 1):
             return False
         per_part = 1 if chain.first and pages == 1 else PAGES_PER_PART
         parts = min(self._room(chain.week) + 1, math.ceil(to_come.pages / per_part), MAX_PARTS)
+        if to_come.burst:
+            parts = min(parts, BURST_FACTOR * math.ceil(max(to_come.reckoned, 1)))
         if parts < 2:
             return False
         if not reusable:  # the new chains fetch the whole range again, from its start
-            to_come = ToCome((chain.end_ms - chain.start_ms) / to_come.page_ms, chain.start_ms, to_come.page_ms)
+            to_come = to_come._replace(pages=(chain.end_ms - chain.start_ms) / to_come.page_ms, from_ms=chain.start_ms)
         bounds = split_bounds(chain.start_ms, chain.end_ms, to_come, parts)
         parts = len(bounds)
         if parts < 2:
@@ -3790,8 +3805,11 @@ class Exporter:
                 self._to_come[id(chain)] = (chain.end_ms - to_come.from_ms) / to_come.page_ms
             bounds = bounds[1:]
         for offset, (low, high) in enumerate(bounds):
+            expected = (high - low) / to_come.page_ms
+            if to_come.burst and offset == len(bounds) - 1:  # the rest, as reckoned before the burst showed
+                expected = max(to_come.reckoned, 1.0)
             self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
-                               number=number + offset, expected=(high - low) / to_come.page_ms))
+                               number=number + offset, expected=expected))
         log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
                  parts, self.client.wanted_in_flight(self.settings.workers))
         self._grow_pool()

@@ -383,6 +383,15 @@ def test_a_burst_costs_few_calls_more_than_its_pages(run, gateway, workdir):
     assert len(stored(workdir)) == 6000
 
 
+def test_a_burst_in_a_wide_chain_is_cut_a_few_pages_ahead_not_to_the_chains_end(run, gateway, workdir):
+    gateway.generate_burst(6000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # 24 pages, 19 in 6 hours
+    split_freely(gateway)  # as many chains as --workers (32) allows: the burst's density must not be trusted to
+    assert run(*WEEK) == 0  # the end of the chain that finds it, or its parts past the burst cost a call each
+    assert len(gateway.list_calls()) <= 1.2 * 24 + 5
+    assert sorted(container["uuid"] for container in stored(workdir)) == sorted(r.uuid for r in gateway.records)
+    assert in_time_order(stored(workdir))
+
+
 def test_a_week_is_split_only_when_the_gateways_numbers_call_for_more_requests(run, gateway, workdir):
     gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 5 pages
     assert run(*WEEK) == 0  # 1200 calls a window, and answers that take no time on the run's clock: one in flight
