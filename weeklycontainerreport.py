@@ -3501,9 +3501,10 @@ def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> lis
     each part is cut to hold whole pages less a slack of at least ALIGN_SLACK of one, as to_come
     reckons them: the slack is the pages the parts will cost in all less the pages to come, shared
     out equally, and splitting costs that much more than not. Where a burst begins, its density
-    is trusted a few pages ahead only: each part holds PAGES_PER_PART pages, the last takes the
-    rest (parts cut past a burst's end hold less than reckoned, and cost a call each). The first
-    part keeps [start_ms, from_ms) too; no part is narrower than MIN_CHAIN_MS."""
+    is trusted a few pages ahead only: no part but the last is reckoned to hold more than
+    PAGES_PER_PART pages, and the last takes the rest (parts cut past a burst's end hold less
+    than reckoned, and cost a call each). The first part keeps [start_ms, from_ms) too; no part
+    is narrower than MIN_CHAIN_MS."""
     if to_come.burst:
         to_come = to_come._replace(pages=min(to_come.pages, parts * PAGES_PER_PART))
     pages = math.ceil(to_come.pages + parts * ALIGN_SLACK)  # the calls the parts will cost, in all
