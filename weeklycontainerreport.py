@@ -2162,15 +2162,18 @@ class GatewayClient:
 
     def flight_limit(self, ceiling: int) -> int:
         """The most pages in flight at once: those wanted, and the calls the pacer lets go at once after
-        a wait (they are in flight together with the next ones), up to as many again, within ceiling."""
-        wanted = self.wanted_in_flight(ceiling)
-        return min(wanted + min(self.pacer.calls_at_once(), wanted), ceiling)
+        a wait (they are in flight together with the next ones)."""
+        return self._wanted_and(self.pacer.calls_at_once(), ceiling)
 
     def chains_wanted(self, ceiling: int) -> int:
         """The chains of pages worth keeping busy now: the pages wanted in flight, and the calls the pacer
-        would let go at once right now, up to as many again, within ceiling."""
+        would let go at once right now."""
+        return self._wanted_and(self.pacer.calls_ready(), ceiling)
+
+    def _wanted_and(self, calls: int, ceiling: int) -> int:
+        """The pages wanted in flight and calls more, up to as many again, within ceiling."""
         wanted = self.wanted_in_flight(ceiling)
-        return min(wanted + min(self.pacer.calls_ready(), wanted), ceiling)
+        return min(wanted + min(calls, wanted), ceiling)
 
     def check_stop(self) -> None:
         if self.stop.is_set():
