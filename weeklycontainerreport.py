@@ -78,14 +78,14 @@ log = logging.getLogger("weeklycontainerreport")
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
 #   Pacing and tokens, Reading pages, The gateway's clock, What an answer means,
 #   Gateway client, Cells and rows, Staged files and the lock, QID catalog, Workbooks,
-#   A week's files, Done weeks, QID knowledge, Weeks in flight, Workers, Run, Monitoring,
-#   The manual, Command line.
+#   Fragments of a week, A week's files, Done weeks, QID knowledge, Weeks in flight, Workers,
+#   Run, Monitoring, The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
 # plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split while requests are idle) ->
 # GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
-# (A week's files: walk_page, RowFlattener) -> Learner.learn (QID knowledge, when asked for) ->
-# publish_week (merged in time order; CSV and workbook first, then the JSON that marks the week
-# done) -> Summary -> tell_monitors (Monitoring) -> exit_code (Run) -> main.
+# (Fragments of a week: walk_page, RowFlattener) -> Learner.learn (QID knowledge, when asked
+# for) -> publish_week (A week's files: merged in time order; CSV and workbook first, then the
+# JSON that marks the week done) -> Summary -> tell_monitors (Monitoring) -> exit_code (Run) -> main.
 
 # --- Settings you may edit -----------------------------------------------------------
 
@@ -2930,7 +2930,7 @@ def write_row(sheet, row_number: int, row, time_format) -> None:
             sheet.write_number(row_number, position, value)
 
 
-# --- A week's files ------------------------------------------------------------------
+# --- Fragments of a week -------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -3107,6 +3107,9 @@ def write_raw(stream, text: str, start: int, end: int, one_line: bool) -> int:
         crc = zlib.crc32(data, crc)
     stream.write(b",\n")
     return crc
+
+
+# --- A week's files ------------------------------------------------------------------
 
 
 def close_json_array(stream, containers: int) -> None:
