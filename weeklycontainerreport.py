@@ -147,6 +147,7 @@ MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024  # all answers not yet processed, togeth
 READ_CHUNK_BYTES = 64 * 1024
 RAW_PIECE_CHARACTERS = 1024 * 1024  # a large container is written to its staged file this much at a time
 ROWS_PER_WRITE = 512  # and its CSV rows this many at a time
+COPY_CHUNK_BYTES = 1024 * 1024  # a week's files are merged from its chains' this much at a time
 INFLATE_STEP_BYTES = 1024 * 1024  # a compressed chunk is inflated this much at a time
 PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the week fails
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
@@ -3135,26 +3136,55 @@ def merge_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFla
         final_csv.stream.write(csv_head(flattener.header))
         ordered = [[(entry, number) for entry in fragment.in_time_order()] for number, fragment in enumerate(fragments)]
         seen, containers, rows, twice = set(), 0, 0, 0
+        copier = RangeCopier([(fragment.json.stream, fragment.csv.stream) for fragment in fragments],
+                             (final_json.stream, final_csv.stream))
         for entry, number in heapq.merge(*ordered, key=lambda item: (item[0].key, item[1])):
             if entry.uuid is not None:
                 if entry.uuid in seen:
                     twice += 1
                     continue
                 seen.add(entry.uuid)
-            fragment = fragments[number]
-            copy_range(fragment.json.stream, entry.json_start, entry.json_length, final_json.stream)
-            copy_range(fragment.csv.stream, entry.csv_start, entry.csv_length, final_csv.stream)
+            copier.add(number, (entry.json_start, entry.csv_start), (entry.json_length, entry.csv_length))
             containers, rows = containers + 1, rows + entry.rows
+        copier.flush()
         if twice:
             log.info("Week %s: %s came in two chains; kept once", job.week.label, plural(twice, "container"))
         owned.pop_all()  # the caller publishes them, or discards them
         return final_json, final_csv, containers, rows
 
 
+class RangeCopier:
+    """Copies byte ranges of the fragments' files to the week's, in the order given: ranges that
+    follow each other in the same fragment (a chain's containers, in time order) go as one copy."""
+
+    def __init__(self, sources: list, targets: tuple):
+        self.sources, self.targets = sources, targets
+        self.number, self.starts, self.ends = None, (), ()
+
+    def add(self, number: int, starts: tuple, lengths: tuple) -> None:
+        """Copy lengths bytes from starts in fragment number's files (JSON, CSV), after those added before."""
+        if number != self.number or starts != self.ends:
+            self.flush()
+            self.number, self.starts = number, starts
+        self.ends = tuple(start + length for start, length in zip(starts, lengths))
+
+    def flush(self) -> None:
+        """Copy the ranges added and not copied yet."""
+        if self.number is not None:
+            for source, target, start, end in zip(self.sources[self.number], self.targets, self.starts, self.ends):
+                copy_range(source, start, end - start, target)
+        self.number = None
+
+
 def copy_range(source, start: int, length: int, target) -> None:
-    """Copy length bytes from start in source to the end of target."""
+    """Copy length bytes from start in source to the end of target, COPY_CHUNK_BYTES at a time."""
     source.seek(start)
-    target.write(source.read(length))
+    while length > 0:
+        data = source.read(min(length, COPY_CHUNK_BYTES))
+        if not data:
+            raise OSError(f"a staged file ended {length} bytes early")
+        target.write(data)
+        length -= len(data)
 
 
 def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, json_source: str,

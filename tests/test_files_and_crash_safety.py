@@ -2,6 +2,7 @@
 alone, kill -9 at any moment leaves only whole files, and no file that is not ours is touched."""
 import datetime as dt
 import filecmp
+import io
 import os
 import random
 import time
@@ -169,6 +170,28 @@ def test_one_worker_and_four_workers_write_identical_files(run, gateway, workdir
         _, mismatch, errors = filecmp.cmpfiles(workdir / "one" / folder, workdir / "four" / folder, names,
                                                shallow=False)
         assert mismatch == [] and errors == []
+
+
+def test_merging_copies_each_fragments_ranges_in_the_order_given_in_bounded_pieces(monkeypatch):
+    class Staged(io.BytesIO):
+        def read(self, size=-1):
+            assert 0 < size <= 3  # never a whole range at once
+            return super().read(size)
+
+    monkeypatch.setattr(wcr, "COPY_CHUNK_BYTES", 3)
+    sources = [(Staged(b"aaAAaa"), Staged(b"xxXX")), (Staged(b"bbbbBB"), Staged(b"yyYY"))]
+    targets = (io.BytesIO(), io.BytesIO())
+    copier = wcr.RangeCopier(sources, targets)
+    copier.add(0, (0, 0), (2, 2))
+    copier.add(1, (2, 2), (4, 2))  # starts where fragment 0's range ended, in another fragment
+    copier.add(0, (2, 2), (2, 2))  # follows fragment 0's first range, after fragment 1's
+    copier.add(0, (4, 0), (2, 1))  # follows it in the JSON only: not one run
+    copier.flush()
+    assert targets[0].getvalue() == b"aa" + b"bbBB" + b"AA" + b"aa"
+    assert targets[1].getvalue() == b"xx" + b"YY" + b"XX" + b"x"
+    copier.add(0, (4, 0), (5, 1))  # past the end of a staged file: an error, not a short file
+    with pytest.raises(OSError):
+        copier.flush()
 
 
 def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run(gateway, tmp_path, clock):
