@@ -118,6 +118,7 @@ def open_week_gateway(containers: int, latency: float, burst) -> FakeGateway:
         gateway.generate(containers, FIRST_DAY, end_day)
     gateway.latency_seconds = latency
     gateway.rate_limit = (120, 6.0)
+    gateway.render()
     return gateway
 
 
@@ -158,6 +159,7 @@ def backfill(repetitions: int) -> None:
     gateway.generate(1100 * 8, FIRST_DAY, FIRST_DAY + dt.timedelta(days=56))
     gateway.latency_seconds = 0.4
     gateway.rate_limit = (20, 2.0)
+    gateway.render()
     ideal = 8 * math.ceil(1100 / 250) / (gateway.rate_limit[0] / gateway.rate_limit[1])
     print(f"2. Backfill: 8 weeks of 1,100 containers, 0.4 s per page, 20 calls / 2 s; ideal {ideal:.1f}s")
     with gateway:
