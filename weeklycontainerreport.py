@@ -368,13 +368,17 @@ class RetryPolicy:
 
 
 class SystemClock:
-    """Wall time, monotonic time and sleep, passed in so that tests can replace them."""
+    """Wall time, monotonic time, CPU time and sleep, passed in so that tests can replace them."""
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def thread_cpu(self) -> float:
+        """The CPU time the calling thread has used: the work it did, without its waits for others."""
+        return time.thread_time()
 
     def sleep(self, seconds: float, wake=None) -> None:
         """Sleep, or return early when the wake event is set (the run is stopping)."""
@@ -1526,8 +1530,8 @@ class Average:
 def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> int:
     """The pages to keep in flight to use the gateway's allowance: its allowed rate (calls a second,
     from its X-RateLimit headers) times the time a page takes (its answer and its processing), but
-    no more than keep the processing busy (one page is processed at a time, under Python's GIL: 1 +
-    answer / processing), with a margin, within 1 and ceiling. No page yet: one."""
+    no more than keep the processing busy (one page is processed at a time: 1 + answer / processing,
+    its CPU time), with a margin, within 1 and ceiling. No page yet: one."""
     if answer_seconds is None or processing_seconds is None:
         return 1
     for_rate = rate * (answer_seconds + processing_seconds) if rate is not None else math.inf
@@ -2084,7 +2088,8 @@ class GatewayClient:
         self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
         self.gateway_clock = GatewayClock(clock)
         self.answer_seconds = Average()  # the time an answer takes to come, on the run's clock
-        self.processing_seconds = Average()  # and the time its page takes to process
+        self.processing_seconds = Average()  # and the CPU time its page takes to process
+        self._processing = threading.Lock()  # one page is processed at a time (_processing_turn)
         self.ceiling = settings.workers  # the most pages in flight
         self._pages_in_flight, self._flight = 0, threading.Condition()
         self.answered = False  # has the gateway answered anything in this run?
@@ -2139,6 +2144,17 @@ class GatewayClient:
         finally:
             if held:
                 self._probe.release()
+
+    @contextlib.contextmanager
+    def _processing_turn(self):
+        """One page is processed at a time, and whole: when many answers come at once, the first is done
+        (and its chain asks for its next page) at once, instead of all of them late, sharing Python's GIL."""
+        while not self._processing.acquire(timeout=0.1):
+            self.check_stop()
+        try:
+            yield
+        finally:
+            self._processing.release()
 
     @contextlib.contextmanager
     def _in_flight(self):
@@ -2226,8 +2242,10 @@ class GatewayClient:
                 raise TokenRejected()
             check_status(answer, self.route, self.redact, self.clock.now())
             self.tokens.accepted(token)
-            result = self._page(answer, consume)
-            self.processing_seconds.add(self.clock.monotonic() - answered)
+            with self._processing_turn():
+                processing = self.clock.thread_cpu()
+                result = self._page(answer, consume)
+                self.processing_seconds.add(self.clock.thread_cpu() - processing)
             return result
 
     def _page(self, answer, consume):

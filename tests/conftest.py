@@ -38,6 +38,10 @@ class FakeClock:
         with self._lock:
             return self._monotonic
 
+    def thread_cpu(self):
+        """CPU time, as the run sees it: it moves only when slept on, too."""
+        return self.monotonic()
+
     def advance(self, seconds):
         """Time goes by without anyone sleeping (a machine suspended, say)."""
         with self._lock:

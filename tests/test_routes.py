@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import weeklycontainerreport as wcr
-from conftest import (QUERY, WEEK, WEEK_UNSLICED, client_for, everything_printed, files, fill_week, free_port,
-                      give_login, keep_count, log_text, ms, week_range)
+from conftest import (QUERY, WEEK, WEEK_UNSLICED, FakeClock, client_for, everything_printed, files, fill_week,
+                      free_port, give_login, keep_count, log_text, ms, week_range)
 from fake_gateway import AUTH_PATH, DEMO_TOKEN, SCRIPT, FakeGateway, Fault
 from proxies import CA, CERT, HttpProxy, SocksProxy
 
@@ -133,21 +133,8 @@ def test_a_huge_container_costs_a_small_multiple_of_its_size(tmp_path):
     assert (peak - baseline) / size < 10, f"{(peak - baseline) / size:.1f}x its JSON"
 
 
-def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
-    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    gateway.latency_seconds = 0.05
-    client, session = client_for(gateway.url, max_bytes_in_flight=1)  # room for one answer: the oldest
-    busy, most, lock = [0], [0], threading.Lock()
-
-    def consume(text):
-        with lock:
-            busy[0] += 1
-            most[0] = max(most[0], busy[0])
-        time.sleep(0.05)
-        with lock:
-            busy[0] -= 1
-        return keep_count(text)
-
+def fetch_four_slices_at_once(client, session, consume) -> list:
+    """Four first pages of the week, asked for side by side; their (consume's result, cursor)."""
     start, end = ms(2025, 9, 1), ms(2025, 9, 8)
     bounds = [(start + (end - start) * part // 4, start + (end - start) * (part + 1) // 4) for part in range(4)]
     results = []
@@ -158,8 +145,102 @@ def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
             thread.start()
         for thread in threads:
             thread.join(10)
+    return results
+
+
+def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.latency_seconds = 0.05
+    client, session = client_for(gateway.url, max_bytes_in_flight=1)  # room for one answer: the oldest
+    holding = []
+
+    class Watched(wcr.ByteBudget):
+        def _grow(self, ticket, count):
+            super()._grow(ticket, count)
+            with self._changed:
+                holding.append(sum(1 for held in self._held.values() if held))
+
+    client.budget = Watched(1)
+
+    def consume(text):
+        time.sleep(0.05)  # the other answers come meanwhile
+        return keep_count(text)
+
+    results = fetch_four_slices_at_once(client, session, consume)
     assert len(results) == 4 and sum(count for count, _ in results) == 4 * 250
-    assert most[0] == 1  # each answer waited until the one before was processed
+    assert max(holding) == 1  # each answer was read only once the one before was processed
+
+
+def test_answers_that_come_at_once_are_processed_one_at_a_time_each_whole(gateway):
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    gateway.latency_seconds = 0.05
+    client, session = client_for(gateway.url)  # room for all four answers at once
+    busy, most, lock = [0], [0], threading.Lock()
+
+    def consume(text):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.05)  # a page's processing, which would let the others in
+        with lock:
+            busy[0] -= 1
+        return keep_count(text)
+
+    results = fetch_four_slices_at_once(client, session, consume)
+    assert len(results) == 4 and sum(count for count, _ in results) == 4 * 250
+    assert most[0] == 1  # the first done goes on at once, instead of all four late
+
+
+def test_a_page_waiting_for_its_turn_to_be_processed_stops_with_the_run(gateway):
+    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    client, session = client_for(gateway.url)
+    processing, release, ended = threading.Event(), threading.Event(), []
+
+    def stuck(text):
+        processing.set()
+        release.wait(10)  # a page whose processing does not end (a disk that hangs, say)
+        return keep_count(text)
+
+    def waiting():
+        try:
+            client.fetch_page(QUERY, None, "second", keep_count)
+        except wcr.RunStopping:
+            ended.append(time.monotonic())
+
+    with session:
+        first = threading.Thread(target=client.fetch_page, args=(QUERY, None, "first", stuck))
+        first.start()
+        assert processing.wait(10)
+        second = threading.Thread(target=waiting)
+        second.start()
+        time.sleep(0.3)  # its answer came, and waits for its turn
+        stopped = time.monotonic()
+        client.stop.set()
+        second.join(5)
+        release.set()
+        first.join(5)
+    assert ended and ended[0] - stopped < 1.0
+
+
+def test_the_time_a_page_takes_to_process_is_its_cpu_time_not_its_wait_for_the_others(gateway):
+    class BusyClock(FakeClock):
+        cpu = 0.0
+
+        def thread_cpu(self):
+            return self.cpu
+
+    gateway.generate(100, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    clock = BusyClock()
+    client, session = client_for(gateway.url, clock=clock)
+
+    def consume(text):
+        clock.advance(2.0)  # waiting for the other threads
+        clock.cpu += 0.01  # and working
+        return keep_count(text)
+
+    with session:
+        client.fetch_page(QUERY, None, "test", consume)
+    assert client.processing_seconds.value == pytest.approx(0.01)  # pages_in_flight's bound: 1 + answer / this
 
 
 def test_a_workbook_librarys_temp_files_are_ours_and_a_stopped_run_removes_them(run, gateway, workdir, monkeypatch):
