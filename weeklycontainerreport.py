@@ -3833,8 +3833,8 @@ class Exporter:
         (cut by split_bounds). A chain is split only when at least two more pages are to come
         (to_come), into parts of PAGES_PER_PART pages or more; at a week's first page, into parts of a
         page or more, so that its chains soon find where its data lies; where a burst begins, into no
-        more than BURST_FACTOR parts for each page the chain was reckoned to hold, the last of them
-        reckoned as the chain was (it is split again when its pages show that the burst goes on). An
+        more parts than _burst_parts allows, the last of them reckoned as the chain was (it is split
+        again when its pages show that the burst goes on). An
         opaque cursor cannot go on over a narrower range: then only a week's first page is split, by
         fetching the week again as new chains. Return True when it was split, False when not, None
         when its pages were handed on."""
@@ -3844,7 +3844,7 @@ class Exporter:
         per_part = 1 if chain.first and pages == 1 else PAGES_PER_PART
         parts = min(self._room(chain.week) + 1, math.ceil(to_come.pages / per_part), MAX_PARTS)
         if to_come.burst:
-            parts = min(parts, BURST_FACTOR * math.ceil(max(to_come.reckoned, 1)))
+            parts = min(parts, self._burst_parts(to_come))
         if parts < 2:
             return False
         if not reusable:  # the new chains fetch the whole range again, from its start
@@ -3872,13 +3872,27 @@ class Exporter:
 
     def _room(self, week: WeekRun) -> int:
         """How many more chains the run can keep busy: the chains wanted now (chains_wanted), minus those
-        (queued or paging) that have two pages or more to come, as last reckoned, and no more than
-        --slices chains for one week."""
-        with self._lock:
-            alive = sum(1 for pages in self._to_come.values() if pages >= 2)
+        alive, and no more than --slices chains for one week."""
         with week.lock:
             chains = week.chains
-        return min(self.client.chains_wanted(self.settings.workers) - alive, self.settings.slices - chains)
+        return min(self.client.chains_wanted(self.settings.workers) - self._alive(), self.settings.slices - chains)
+
+    def _alive(self) -> int:
+        """The chains (queued or paging) that have two pages or more to come, as last reckoned."""
+        with self._lock:
+            return sum(1 for pages in self._to_come.values() if pages >= 2)
+
+    def _burst_parts(self, to_come: ToCome) -> int:
+        """The most parts a chain is split into where a burst begins: BURST_FACTOR for each page it was
+        reckoned to hold; or, where more of the gateway's allowance would go unused, two in three of the
+        requests in flight that the chains alive leave wanted (the rest wait for the parts to show how
+        far the burst goes: parts cut past its end cost a call each). Without rate headers, no
+        allowance goes unused."""
+        trusted = BURST_FACTOR * math.ceil(max(to_come.reckoned, 1))
+        if self.client.pacer.calls_per_second() is None:
+            return trusted
+        idle = self.client.wanted_in_flight(self.settings.workers) - self._alive()
+        return max(trusted, (idle + 1) * 2 // 3)
 
     def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
         if chain.week.chain_ended(fragment, ending, reason):

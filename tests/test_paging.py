@@ -392,6 +392,16 @@ def test_a_burst_in_a_wide_chain_is_cut_a_few_pages_ahead_not_to_the_chains_end(
     assert in_time_order(stored(workdir))
 
 
+def test_a_burst_found_while_the_allowance_goes_unused_is_cut_into_more_parts(run, gateway, workdir):
+    gateway.generate_burst(6000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # 24 pages, 19 in 6 hours
+    gateway.rate_limit, gateway.latency_seconds = (360, 6.0), 0.2  # 60 calls a second, 0.2 s a page: 12+ in flight
+    assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
+    later = [int(parts) for parts in re.findall(r"\(chain \d+\): more to fetch; split into (\d+)", log_text(workdir))]
+    assert max(later[1:]) > wcr.BURST_FACTOR  # the week's first split aside: more than a burst's few parts
+    assert len(gateway.list_calls()) <= 1.2 * 24 + 5
+    assert sorted(container["uuid"] for container in stored(workdir)) == sorted(r.uuid for r in gateway.records)
+
+
 def test_a_week_is_split_only_when_the_gateways_numbers_call_for_more_requests(run, gateway, workdir):
     gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 5 pages
     assert run(*WEEK) == 0  # 1200 calls a window, and answers that take no time on the run's clock: one in flight
