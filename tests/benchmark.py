@@ -213,6 +213,7 @@ def memory_and_cpu(repetitions: int, sizes) -> None:
         end_day = FIRST_DAY + dt.timedelta(days=7)
         gateway.generate(containers, FIRST_DAY, end_day)
         gateway.rate_limit = None
+        gateway.render()
         configs = [("defaults", ())] + ([("--workers 1", ("--workers", "1")), ("--workers 4", ("--workers", "4")),
                                           ("--workers 8", ("--workers", "8"))] if containers == sizes[-1] else [])
         with gateway, tempfile.TemporaryDirectory() as folder:
