@@ -358,7 +358,7 @@ def test_a_split_of_a_split_is_joined_in_time_order(run, gateway, workdir):
 
 def test_the_requests_in_flight_follow_the_gateways_rate_and_the_time_a_page_takes(run, gateway, workdir):
     gateway.generate(3000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))  # 12 pages
-    gateway.rate_limit, gateway.latency_seconds = (120, 6.0), 0.25  # 20 calls a second, 0.25 s a page: 5+ in flight
+    gateway.rate_limit, gateway.latency_seconds = (300, 6.0), 0.1  # 50 calls a second, 0.1 s a page: 5+ in flight
     assert run(*WEEK, "--output_dir", "auto", use_clock=wcr.SystemClock()) == 0
     assert run(*WEEK, "--workers", "2", "--output_dir", "two", use_clock=wcr.SystemClock()) == 0
 
