@@ -3834,10 +3834,9 @@ class Exporter:
         (to_come), into parts of PAGES_PER_PART pages or more; at a week's first page, into parts of a
         page or more, so that its chains soon find where its data lies; where a burst begins, into no
         more parts than _burst_parts allows, the last of them reckoned as the chain was (it is split
-        again when its pages show that the burst goes on). An
-        opaque cursor cannot go on over a narrower range: then only a week's first page is split, by
-        fetching the week again as new chains. Return True when it was split, False when not, None
-        when its pages were handed on."""
+        again when its pages show that the burst goes on). An opaque cursor cannot go on over a
+        narrower range: then only a week's first page is split, by fetching the week again as new
+        chains. Return True when it was split, False when not, None when its pages were handed on."""
         reusable = reusable_cursor(cursor)
         if to_come.pages < 2 or not (reusable or chain.first and pages == 1):
             return False
