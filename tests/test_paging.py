@@ -394,7 +394,7 @@ def test_a_burst_in_a_wide_chain_is_cut_a_few_pages_ahead_not_to_the_chains_end(
 
 def test_a_burst_found_while_the_allowance_goes_unused_is_cut_into_more_parts(run, gateway, workdir):
     gateway.generate_burst(6000, dt.date(2025, 9, 1), dt.date(2025, 9, 8), 0.8, 34, 6)  # 24 pages, 19 in 6 hours
-    gateway.rate_limit, gateway.latency_seconds = (600, 6.0), 0.12  # 100 calls a second, 0.12 s a page: 12+ in flight
+    gateway.rate_limit, gateway.latency_seconds = (240, 6.0), 0.3  # 40 calls a second, 0.3 s a page: 12+ in flight
     assert run(*WEEK, use_clock=wcr.SystemClock()) == 0
     later = [int(parts) for parts in re.findall(r"\(chain \d+\): more to fetch; split into (\d+)", log_text(workdir))]
     assert max(later[1:]) > wcr.BURST_FACTOR  # the week's first split aside: more than a burst's few parts
