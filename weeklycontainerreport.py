@@ -1418,9 +1418,11 @@ def header_number(headers, name: str):
 class Pacer:
     """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
 
-    Calls not sent while the run was waiting (for the first answer, which tells the limit) may be
-    caught up at once, up to a tenth of the window's allowance; then the spacing is even again. It
-    also counts its own recent calls, so that no window ever holds more than the limit allows."""
+    The calls the spacing allowed but the run did not send (while it waited for the first answer,
+    which tells the limit, or kept fewer requests going than the pace allows, until a split showed
+    where the data is) are banked, up to a tenth of the window's allowance, and may go at once;
+    then the spacing is even again. It also counts its own recent calls, so that no window ever
+    holds more than the limit allows."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
     MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
@@ -1466,15 +1468,16 @@ class Pacer:
         with self._lock:
             if limit is not None and window is not None and limit >= 1 and window > 0:
                 interval = min(window / limit * self.MARGIN, self._cap)
-                if interval >= LONG_WAIT_SECONDS and interval != self._interval_seconds:
-                    log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
-                                limit, window, interval)
+                if interval != self._interval_seconds:  # the first limit told, or a new one: spaced from the last call
+                    if interval >= LONG_WAIT_SECONDS:
+                        log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
+                                    limit, window, interval)
+                    self._next_slot = max(self._next_slot, self._last_slot + interval)
                 self._interval_seconds = interval
                 self._window_seconds = min(window, self._cap)
                 allowed = int(limit / self.MARGIN)
                 self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
                 self._catch_up_seconds = int(self._allowed * self.CATCH_UP_SHARE) * interval
-                self._next_slot = max(self._next_slot, self._last_slot + interval)
             if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
                 self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
 

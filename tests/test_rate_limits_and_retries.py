@@ -223,6 +223,21 @@ def test_calls_missed_waiting_for_the_first_answer_are_caught_up_but_no_window_h
     assert all(sum(1 for stamp in sent if start <= stamp < start + 60) <= allowed for start in sent)
 
 
+def test_calls_left_unsent_while_few_requests_were_going_are_banked_across_answers_up_to_a_tenth(clock):
+    pacer = wcr.Pacer(clock, cap_seconds=900)
+    headers = {"X-RateLimit-Limit": "120", "X-RateLimit-Window-Sec": "60", "X-RateLimit-Remaining": "100"}
+    interval = 60 / 120 * wcr.Pacer.MARGIN
+    pacer.learn(headers, pacer.wait_turn())
+    for _ in range(20):  # one request at a time, answered after three intervals: the spacing allowed three
+        clock.advance(3 * interval)
+        pacer.learn(headers, pacer.wait_turn())
+    sent = [pacer.wait_turn() for _ in range(40)]  # a split: many chains want to go at once
+    at_once = sent.count(sent[0])
+    assert 10 <= at_once <= 12  # the unsent calls, banked across every answer, up to a tenth of 114
+    settled = sent[at_once + 1:]
+    assert min(later - earlier for earlier, later in zip(settled, settled[1:])) >= interval - 1e-9  # then even
+
+
 def test_remaining_zero_holds_every_worker_for_the_window(run, gateway, workdir, clock):
     fill_week(gateway, 600)
     gateway.faults = [Fault("limit-headers", headers={"X-RateLimit-Remaining": "0"})]  # the first answer
