@@ -4547,8 +4547,9 @@ errors:
                        over an hour of 429s for one request fails its week
   pacing               every answer's X-RateLimit-Limit/-Window-Sec/-Remaining space
                        all workers' calls 5% under the limit, and no window holds
-                       more; the calls missed while the first answer was awaited go
-                       at once (a tenth of a window's allowance at most); Remaining: 0
+                       more; calls the spacing allowed but the run left unsent (while
+                       it awaited the first answer, or kept few requests going) go at
+                       once, a tenth of a window's allowance at most; Remaining: 0
                        holds them for the window; absurd values never make a wait
                        over 15 min
   5xx, resets,         retried with exponential backoff and jitter: up to 6 attempts
