@@ -7,7 +7,7 @@ Qualys-shaped data generated deterministically, gzip when asked) and POST /auth.
 
 Two kinds of switch. Styles pick among the plausible forms of what Qualys leaves
 undocumented (next_link_style, last_page_style, empty_style, wait_header, cursor_style,
-single_object_data, rate_limit, latency_seconds, gzip). Faults are its one way to
+single_object_data, rate_limit, latency_seconds, gzip, lag). Faults are its one way to
 misbehave: a list of Fault(kind, ...) in `faults`, each taken by the calls it matches
 (FAULT_KINDS lists them). Tests set both, then read `calls` to see what was asked.
 
@@ -78,6 +78,21 @@ def epoch_ms(day: dt.date) -> int:
 
 
 # --- Data -------------------------------------------------------------------------------
+
+
+def lag_ms(rng: random.Random, style: str, at_most_ms: int) -> int:
+    """How long after its creation a container was last updated, in whole seconds (ties happen).
+
+    "realistic", as real Qualys containers show (updated moves with every state change and rescan):
+    a quarter within the hour, half 1-5 days later, a quarter 1-4 weeks later; a lag that would end
+    after the gateway's now (at_most_ms from the creation) is drawn again below it. "tight": 0-5 s,
+    the friendlier fake that earlier tuning was measured on."""
+    if style == "tight":
+        return rng.randint(0, 5) * 1000
+    draw = rng.random()
+    low, high = (0, 3600) if draw < 0.25 else (86400, 5 * 86400) if draw < 0.75 else (7 * 86400, 28 * 86400)
+    lag = rng.randint(low, high) * 1000
+    return lag if lag <= at_most_ms else max(int(at_most_ms * rng.random()) // 1000 * 1000, 0)
 
 
 def hex_digits(rng: random.Random, count: int) -> str:
@@ -381,6 +396,7 @@ class FakeGateway(Served):
         self.details_rate_limit = (5000, 60.0)  # the /containers/** endpoints' own limit
         self.knowledge_revision = 0  # bump it and Qualys has revised what it knows of every QID
         self.list_carries = ()  # knowledge fields the list's vulnerabilities carry themselves ("severity", ...)
+        self.lag = "realistic"  # how generated containers' updated lags their created: "realistic" or "tight"
         self.now = lambda: dt.datetime.now(dt.timezone.utc)  # the clock a Retry-After date is counted from
         # misbehaviour: a list of Fault
         self.faults = []
@@ -395,6 +411,7 @@ class FakeGateway(Served):
         self.rate_limited = 0
         self._pages_served = 0
         self._version = 0  # bumped when a record's keyset position changes
+        self._latest, self._latest_of = None, 0  # the latest updated of the first _latest_of records
         self._matches = {}
         self._by_created = (None, [], [])  # (version and size of the store, records by created, their times)
         self._call_times = []
@@ -416,8 +433,10 @@ class FakeGateway(Served):
         self.generate_between(count - burst, epoch_ms(first_day), epoch_ms(end_day))
 
     def generate_between(self, count: int, start_ms: int, end_ms: int) -> None:
-        """Add `count` containers created evenly over [start_ms, end_ms), deterministically."""
+        """Add `count` containers created evenly over [start_ms, end_ms), deterministically, each updated
+        after it was created by a lag in the style of `self.lag` (never after the gateway's now)."""
         span = end_ms - start_ms
+        now_ms = int(self.now().timestamp() * 1000)
         with self.lock:
             base = len(self.records)
             for offset in range(count):
@@ -425,7 +444,7 @@ class FakeGateway(Served):
                 created = start_ms + span * offset // count + random.Random(index).randint(0, 999)
                 created = min(created, end_ms - 1)
                 core = make_core(self.seed, index, created)
-                updated = created + random.Random(f"u{index}").randint(0, 5) * 1000  # ties on purpose
+                updated = created + lag_ms(random.Random(f"u{index}"), self.lag, now_ms - created)
                 self.records.append(Record(core["uuid"], created, updated, core, index=index))
 
     def add_container(self, created_ms: int, updated_ms: int = None, vulnerabilities=None, **fields) -> dict:
@@ -811,6 +830,24 @@ class FakeGateway(Served):
             self._matches[key] = found, [record.updated_ms for record in found]
         return self._matches[key]
 
+    def move_to_the_end(self, moved) -> None:
+        """Give these records an updated later than any other's (a state change), keeping the cached
+        keyset orders of the queries they match (their created is the same: so is what they match)."""
+        latest = max([self._latest or 0] + [other.updated_ms for other in self.records[self._latest_of:]])
+        self._latest_of = len(self.records)  # the records looked at: later ones are added, never changed
+        for record in moved:
+            before, record.updated_ms = record.updated_ms, latest + 1000
+            latest = record.updated_ms
+            for found, updated in self._matches.values():
+                position = bisect.bisect_left(updated, before)
+                while position < len(found) and found[position] is not record and updated[position] == before:
+                    position += 1
+                if position < len(found) and found[position] is record:
+                    del found[position], updated[position]
+                    found.append(record)
+                    updated.append(record.updated_ms)
+        self._latest = latest
+
     def candidates(self, query: str) -> list:
         """The records that may match query: for a bare created range, those created in it (found by
         bisection, as a real gateway's index would), else all of them."""
@@ -844,6 +881,8 @@ class FakeGateway(Served):
                 if record.updated_ms > after or record.uuid not in excluded:
                     page.append(record)
             texts = [self.container_text(record) for record in page]
+            last = page[-1].updated_ms if page else None  # the cursor names where the page ended, as served
+            ties = {record.uuid for record in page if record.updated_ms == last}
             self.served.extend(record.uuid for record in page)
             self._pages_served += 1
             close = self.behaving("close")
@@ -852,15 +891,12 @@ class FakeGateway(Served):
                 self.closing = True
                 self._server.socket.close()  # this answer still goes out; later connections are refused
             touch = self.behaving("touch")
-            for record in page:
-                if touch and record.uuid in touch.uuids:
-                    touch.uuids = touch.uuids - {record.uuid}
-                    record.updated_ms = max(other.updated_ms for other in self.records) + 1000
-                    self._version += 1
+            moved = [record for record in page if touch and record.uuid in touch.uuids]
+            if moved:
+                touch.uuids = touch.uuids - {record.uuid for record in moved}
+                self.move_to_the_end(moved)
         if len(page) < limit:
             return texts, None
-        last = page[-1].updated_ms
-        ties = {record.uuid for record in page if record.updated_ms == last}
         if last == after:
             ties |= excluded
         next_query = f"updated>={last} AND not uuid: [{', '.join(sorted(ties))}]"
@@ -1077,6 +1113,7 @@ class Handler(BaseHTTPRequestHandler):
 def demo_gateway(args) -> FakeGateway:
     """A fake gateway with generated weeks, as the command line (or try_it.py) asks for."""
     gateway = FakeGateway(seed=args.seed, vulns_per_container=args.vulns, software_per_vuln=args.software)
+    gateway.lag = args.lag
     first_day = dt.date.fromisoformat(args.first_day)
     gateway.generate(args.containers, first_day, first_day + dt.timedelta(days=7 * args.weeks))
     gateway.latency_seconds = args.latency
@@ -1095,6 +1132,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each list answer")
     parser.add_argument("--rate_limit", default="", help="CALLS/SECONDS, e.g. 120/60")
+    parser.add_argument("--lag", choices=("realistic", "tight"), default="realistic",
+                        help="how far updated lags created: as real containers (minutes to weeks), or 0-5 s")
 
 
 def main(argv=None) -> int:
