@@ -76,12 +76,12 @@ log = logging.getLogger("weeklycontainerreport")
 # The map. Each banner below holds one concept and uses only what stands above it:
 #   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
 #   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
-#   Pacing and tokens, Reading pages, The gateway's clock, What an answer means,
+#   Throughput, Tokens, Reading pages, The gateway's clock, What an answer means,
 #   Gateway client, Cells and rows, Staged files and the lock, QID catalog, Workbooks,
 #   Fragments of a week, A week's files, Done weeks, QID knowledge, Weeks in flight, Workers,
 #   Run, Monitoring, The manual, Command line.
 # One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
-# plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split while requests are idle) ->
+# plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split where Throughput says) ->
 # GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
 # (Fragments of a week: walk_page, RowFlattener) -> Learner.learn (QID knowledge, when asked
 # for) -> publish_week (A week's files: merged in time order; CSV and workbook first, then the
@@ -153,12 +153,7 @@ PAGES_WITHOUT_PROGRESS = 3  # pages in a row with no uuid not seen before: the w
 MAX_PAGES_PER_CHAIN = 40_000  # 10 million containers in one week (or slice): the week fails
 DEFAULT_SLICES = 64  # chains of pages one week may be fetched as, side by side
 MAX_SLICES = 128
-MAX_PARTS = 32  # a chain is split into at most this many at once
-PAGES_PER_PART = 3  # and into parts of at least this many pages to come (a week's first page: 1)
-IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) requests in flight
 MIN_CHAIN_MS = 1000  # a chain's range is never split below a second
-ALIGN_SLACK = 0.15  # of a page: a split-off part is cut to hold at least this much less than whole pages
-BURST_FACTOR = 4  # a page that shows this many times more to come than reckoned: a burst begins
 LONG_WAIT_SECONDS = 5.0  # every wait at least this long is logged with its cause
 MIN_RATE_LIMIT_WAIT_SECONDS = 1.0  # a 429 that says "wait 0" still waits this long
 STOP_GRACE_SECONDS = 15.0  # how long a stopping run waits for weeks being published
@@ -1402,9 +1397,6 @@ def network_errors() -> tuple:
             OSError, ValueError)  # ValueError: what an old urllib3 raises for a TLS proxy it cannot use
 
 
-# --- Pacing and tokens ---------------------------------------------------------------
-
-
 def header_number(headers, name: str):
     """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
     value = headers.get(name)
@@ -1415,105 +1407,90 @@ def header_number(headers, name: str):
     return number if number is not None and math.isfinite(number) else None
 
 
-class Pacer:
-    """Spaces all workers' calls evenly by the gateway's X-RateLimit headers, within sane bounds.
+# --- Throughput ----------------------------------------------------------------------
 
-    The calls the spacing allowed but the run did not send (while it waited for the first answer,
-    which tells the limit, or kept fewer requests going than the pace allows, until a split showed
-    where the data is) are banked, up to a tenth of the window's allowance, and may go at once;
-    then the spacing is even again. It also counts its own recent calls, so that no window ever
-    holds more than the limit allows."""
+
+class Pacer:
+    """Spaces one endpoint's calls by its X-RateLimit headers, within sane bounds.
+
+    Calls go evenly, 5% under the allowed rate, except that after a lull up to BURST_SHARE of a
+    window's allowed calls may go at once (virtual scheduling, as GCRA does); and no window ever holds
+    more calls than allowed, by its own count. Remaining: 0 that this client's own calls do not explain
+    (another client shares the quota) holds every call for the window, and a 429 for its wait. Before
+    the first answer tells the limit, calls go unpaced."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
+    BURST_SHARE = 0.1  # of a window's allowed calls, the most that go at once after a lull
     MAX_COUNTED = 10_000  # a larger limit is not counted per call, only spaced
-    CATCH_UP_SHARE = 0.1  # of a window's allowed calls, the most sent at once after a wait
 
     def __init__(self, clock, cap_seconds: float):
-        self._clock = clock
-        self._cap = cap_seconds  # no interval, hold or turn is ever longer than this
+        self._clock, self._cap = clock, cap_seconds  # no spacing, hold or turn is ever longer than cap
         self._lock = threading.Lock()
-        self._interval_seconds = 0.0  # unknown until the first answer: the first calls go unpaced
-        self._window_seconds = 0.0
-        self._allowed = 0  # calls this client may send in one window; 0 while unknown
+        self._interval = self._window = self._burst = 0.0  # unknown until the first answer
+        self._allowed = 0  # calls this client may send in one window; 0 while unknown or not counted
+        self._due = 0.0  # when the next call is due by the even spacing (it may lie in the past: a burst)
         self._sent = collections.deque(maxlen=self.MAX_COUNTED)  # when the recent calls went
-        self._next_slot = 0.0  # when the next call is due, by the even spacing (it may lie in the past)
-        self._last_slot = 0.0
-        self._catch_up_seconds = 0.0  # how far in the past it may lie: the calls that may go at once
 
     def wait_turn(self, wake=None) -> float:
         """Block until this caller may send (or wake is set); return the time it was given (monotonic)."""
         with self._lock:
             now = self._clock.monotonic()
-            slot, catch_up = max(now, self._next_slot), self._catch_up_seconds
+            slot = max(now, self._due - self._burst)
             if self._allowed and len(self._sent) >= self._allowed:  # the window would hold one too many
-                window_ends = self._sent[-self._allowed] + self._window_seconds
-                if window_ends > slot:  # a wait for the window: nothing to catch up on after it
-                    slot, catch_up = window_ends, 0.0
+                window_ends = self._sent[-self._allowed] + self._window
+                if window_ends > slot:
+                    slot = self._hold_until(window_ends)
             slot = min(slot, now + self._cap)
+            self._due = max(self._due, slot) + self._interval
             self._sent.append(slot)
-            self._last_slot = slot
-            self._next_slot = max(self._next_slot, slot - catch_up) + self._interval_seconds
-        delay = slot - now
-        if delay > 0:
-            self._clock.sleep(delay, wake)
+        if slot > now:
+            self._clock.sleep(slot - now, wake)
         return slot
 
     def learn(self, headers, sent_at: float, rate_limited: bool = False) -> None:
         """Take the limit, window and remaining calls from the headers of the answer to a call sent at
         sent_at, if they are sane. On a 429 the wait headers say how long to wait, so its
         Remaining: 0 adds no hold."""
-        limit = header_number(headers, "X-RateLimit-Limit")
-        window = header_number(headers, "X-RateLimit-Window-Sec")
-        remaining = header_number(headers, "X-RateLimit-Remaining")
+        limit, window, remaining = (header_number(headers, f"X-RateLimit-{name}")
+                                    for name in ("Limit", "Window-Sec", "Remaining"))
         with self._lock:
             if limit is not None and window is not None and limit >= 1 and window > 0:
                 interval = min(window / limit * self.MARGIN, self._cap)
-                if interval != self._interval_seconds:  # the first limit told, or a new one: spaced from the last call
-                    if interval >= LONG_WAIT_SECONDS:
-                        log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
-                                    limit, window, interval)
-                    self._next_slot = max(self._next_slot, self._last_slot + interval)
-                self._interval_seconds = interval
-                self._window_seconds = min(window, self._cap)
+                if interval >= LONG_WAIT_SECONDS and interval != self._interval:
+                    log.warning("The gateway allows %g calls per %gs: waiting %.0fs between calls",
+                                limit, window, interval)
                 allowed = int(limit / self.MARGIN)
+                self._interval, self._window = interval, min(window, self._cap)
                 self._allowed = max(allowed, 1) if allowed <= self.MAX_COUNTED else 0
-                self._catch_up_seconds = int(self._allowed * self.CATCH_UP_SHARE) * interval
+                self._burst = min(int(allowed * self.BURST_SHARE) * interval, self._cap)
             if remaining is not None and remaining <= 0 and window is not None and window > 0 and not rate_limited:
                 self._hold_for_spent_window(min(window, self._cap), limit, sent_at)
 
     def _hold_for_spent_window(self, window: float, limit, sent_at: float) -> None:
         """Remaining: 0. If this client's own calls spent the window, counting them paces it already;
-        if not (another client shares the quota), every worker waits for the window. The gateway
+        if not (another client shares the quota), every call waits for the window. The gateway
         counted its window somewhere between the call's sending and now, so ours are counted over both."""
         now = self._clock.monotonic()
         ours = sum(1 for stamp in self._sent if sent_at - window < stamp <= now)
         if limit is not None and ours >= limit:
             return
-        if window >= LONG_WAIT_SECONDS and now + window > self._next_slot + 1:
+        if window >= LONG_WAIT_SECONDS and now + window > self._due - self._burst + 1:
             log.warning("X-RateLimit-Remaining is 0: every worker waits %.0fs for the window", window)
-        self._next_slot = max(self._next_slot, now + window)
+        self._hold_until(now + window)
 
     def hold(self, seconds: float) -> None:
-        """Keep every worker from sending for the given seconds (after a 429)."""
+        """Keep every caller from sending for the given seconds (after a 429)."""
         with self._lock:
-            self._next_slot = max(self._next_slot, self._clock.monotonic() + min(seconds, self._cap))
+            self._hold_until(self._clock.monotonic() + min(seconds, self._cap))
 
-    def calls_at_once(self) -> int:
-        """The most calls it lets go at once after a wait (its catch-up), by the gateway's headers."""
-        with self._lock:
-            interval, catch_up = self._interval_seconds, self._catch_up_seconds
-        return int(catch_up / interval) if interval > 0 else 0
-
-    def calls_ready(self) -> int:
-        """How many calls may go at once right now: those the even spacing lets it catch up on."""
-        with self._lock:
-            behind = min(self._clock.monotonic() - self._next_slot, self._catch_up_seconds)
-            interval = self._interval_seconds
-        return int(behind / interval) + 1 if behind >= 0 and interval > 0 else 0
+    def _hold_until(self, moment: float) -> float:
+        """No call goes before moment, and none at once after it (the calls banked are spent)."""
+        self._due = max(self._due, moment + self._burst)
+        return moment
 
     def calls_per_second(self):
         """The rate this pacer keeps to, from the gateway's headers; None while no header told it."""
-        interval = self._interval_seconds
+        interval = self._interval
         return 1.0 / interval if interval > 0 else None
 
 
@@ -1539,8 +1516,92 @@ def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> i
         return 1
     for_rate = rate * (answer_seconds + processing_seconds) if rate is not None else math.inf
     for_processing = 1 + answer_seconds / processing_seconds if processing_seconds > 0 else math.inf
-    wanted = min(for_rate, for_processing) * IN_FLIGHT_MARGIN
+    wanted = min(for_rate, for_processing) * Throughput.IN_FLIGHT_MARGIN
     return max(1, min(ceiling, math.ceil(wanted) if math.isfinite(wanted) else ceiling))
+
+
+def pages_to_come(low_ms: int, high_ms: int, created, shown: int) -> float:
+    """About how many pages a chain over [low_ms, high_ms) that named a next page still holds, from the
+    created times of its latest page's containers: those past the page's latest, as dense as the page
+    (where the gateway's order follows created, the rest lies there); but at least as many as it has
+    shown since it began or was last split (where updated lags created, a page is a sample of the
+    whole range: it tells where the containers are, not how many are left)."""
+    if len(created) < 2:
+        return float(shown)
+    earliest, latest = min(created), max(created)
+    tail = (high_ms - latest) * (len(created) - 1) / max(latest - earliest, 1)
+    return max(tail / PAGE_LIMIT, float(shown))
+
+
+def split_plan(low_ms: int, high_ms: int, created, parts: int) -> list:
+    """Cut [low_ms, high_ms) into at most parts ranges in time order, each holding about as much of what
+    is to come: the latest page's containers where they lie, and past its latest as many more as
+    dense (pages_to_come); no part narrower than MIN_CHAIN_MS.
+
+        split_plan(0, 100_000, [0, 1000, 2000, 3000], 2) -> [(0, 51500), (51500, 100000)]"""
+    points = sorted(created)
+    tail = (high_ms - points[-1]) * (len(points) - 1) / max(points[-1] - points[0], 1) if points else 0.0
+    whole, cuts = len(points) + tail, []
+    for index in range(1, parts):
+        share = whole * index / parts
+        if share < len(points):
+            cut = points[int(share)]
+        else:
+            cut = points[-1] + int((share - len(points)) / tail * (high_ms - points[-1]))
+        if cut - (cuts[-1] if cuts else low_ms) >= MIN_CHAIN_MS and high_ms - cut >= MIN_CHAIN_MS:
+            cuts.append(cut)
+    edges = [low_ms] + cuts + [high_ms]
+    return list(zip(edges, edges[1:]))
+
+
+class Throughput:
+    """How fast the list is fetched, in one place: it paces the list's calls (a Pacer), keeps as many
+    pages in flight as the gateway's allowed rate times the time a page takes call for
+    (pages_in_flight), processes one page at a time, and says when and where a chain of pages is
+    split (pages_to_come, split_plan). The client and the workers tell it what happened and ask it."""
+
+    IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) pages in flight
+    ONE_PAGE_AT_A_TIME = True  # the first of many answers that came at once is done first, not all late
+
+    def __init__(self, clock, ceiling: int, cap_seconds: float):
+        self.clock, self.ceiling = clock, ceiling
+        self.pacer = Pacer(clock, cap_seconds)
+        self.answer_seconds, self.processing_seconds = Average(), Average()
+        self._turn = threading.Lock()
+
+    def answered(self, seconds: float) -> None:
+        """An answer came, seconds after its request was sent."""
+        self.answer_seconds.add(seconds)
+
+    @contextlib.contextmanager
+    def processing(self, check_stop):
+        """Process one page (one at a time, waiting no longer than the run lasts), measured in CPU time."""
+        while self.ONE_PAGE_AT_A_TIME and not self._turn.acquire(timeout=0.1):
+            check_stop()
+        try:
+            started = self.clock.thread_cpu()
+            yield
+            self.processing_seconds.add(self.clock.thread_cpu() - started)
+        finally:
+            if self.ONE_PAGE_AT_A_TIME:
+                self._turn.release()
+
+    def wanted(self) -> int:
+        """The pages to keep in flight now, by the gateway's numbers and this run's."""
+        return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds.value,
+                               self.processing_seconds.value, self.ceiling)
+
+    def split(self, low_ms: int, high_ms: int, created, shown: int, others: int, most: int) -> list:
+        """The ranges a chain over [low_ms, high_ms) that named a next page goes on as, side by side (its
+        own range first); [] to go on alone. It is split when the pages wanted in flight outnumber the
+        chains (others: those alive besides it), into no more parts than the pages it reckons to hold
+        (at least two), nor most."""
+        parts = min(self.wanted() - others, math.floor(pages_to_come(low_ms, high_ms, created, shown)), most)
+        bounds = split_plan(low_ms, high_ms, created, parts) if parts >= 2 else []
+        return bounds if len(bounds) >= 2 else []
+
+
+# --- Tokens --------------------------------------------------------------------------
 
 
 def rate_limit_wait(headers, now: dt.datetime):
@@ -2079,7 +2140,8 @@ class GatewayClient:
         self.progress = progress
         self.redact = secrets.redact
         self.stop = stop
-        self.pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)
+        self.throughput = Throughput(clock, settings.workers, self.policy.max_rate_limit_wait_seconds)
+        self.pacer = self.throughput.pacer
         self.details_pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)  # its endpoint's own limit
         self.watch = RequestWatch()
         self.budget = ByteBudget(self.policy.max_bytes_in_flight)
@@ -2090,11 +2152,6 @@ class GatewayClient:
         sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
         self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
         self.gateway_clock = GatewayClock(clock)
-        self.answer_seconds = Average()  # the time an answer takes to come, on the run's clock
-        self.processing_seconds = Average()  # and the CPU time its page takes to process
-        self._processing = threading.Lock()  # one page is processed at a time (_processing_turn)
-        self.ceiling = settings.workers  # the most pages in flight
-        self._pages_in_flight, self._flight = 0, threading.Condition()
         self.answered = False  # has the gateway answered anything in this run?
 
     def fetch_page(self, query: str, cursor, label: str, consume):
@@ -2148,53 +2205,6 @@ class GatewayClient:
             if held:
                 self._probe.release()
 
-    @contextlib.contextmanager
-    def _processing_turn(self):
-        """One page is processed at a time, and whole: when many answers come at once, the first is done
-        (and its chain asks for its next page) at once, instead of all of them late, sharing Python's GIL."""
-        while not self._processing.acquire(timeout=0.1):
-            self.check_stop()
-        try:
-            yield
-        finally:
-            self._processing.release()
-
-    @contextlib.contextmanager
-    def _in_flight(self):
-        """A place among the pages in flight (asked for, or being processed): no more than flight_limit
-        at once, so that more threads than that never hold more pages than the gateway's pace needs."""
-        with self._flight:
-            while self._pages_in_flight >= self.flight_limit(self.ceiling):
-                self.check_stop()
-                self._flight.wait(0.05)
-            self._pages_in_flight += 1
-        try:
-            yield
-        finally:
-            with self._flight:
-                self._pages_in_flight -= 1
-                self._flight.notify()
-
-    def wanted_in_flight(self, ceiling: int) -> int:
-        """The pages to keep in flight, by the gateway's numbers and this run's (pages_in_flight)."""
-        return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds.value,
-                               self.processing_seconds.value, ceiling)
-
-    def flight_limit(self, ceiling: int) -> int:
-        """The most pages in flight at once: those wanted, and the calls the pacer lets go at once after
-        a wait (they are in flight together with the next ones)."""
-        return self._wanted_and(self.pacer.calls_at_once(), ceiling)
-
-    def chains_wanted(self, ceiling: int) -> int:
-        """The chains of pages worth keeping busy now: the pages wanted in flight, and the calls the pacer
-        would let go at once right now."""
-        return self._wanted_and(self.pacer.calls_ready(), ceiling)
-
-    def _wanted_and(self, calls: int, ceiling: int) -> int:
-        """The pages wanted in flight and calls more, up to as many again, within ceiling."""
-        wanted = self.wanted_in_flight(ceiling)
-        return min(wanted + min(calls, wanted), ceiling)
-
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise RunStopping("the run stopped")
@@ -2233,23 +2243,19 @@ class GatewayClient:
         sent_at = self.pacer.wait_turn(self.stop)
         self.check_stop()
         token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
-        with self._in_flight(), self.budget.hold() as grow:  # the answer's bytes count until processed
+        with self.budget.hold() as grow:  # the answer's bytes count until processed
             started = self.clock.monotonic()
             answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token),
                                grow=grow)
-            answered = self.clock.monotonic()
-            self.answer_seconds.add(answered - started)
+            self.throughput.answered(self.clock.monotonic() - started)
             self.pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
             if answer.status in TOKEN_STATUSES:
                 self.tokens.rejected(token, f"HTTP {answer.status} {gateway_message(answer, self.redact)}".rstrip())
                 raise TokenRejected()
             check_status(answer, self.route, self.redact, self.clock.now())
             self.tokens.accepted(token)
-            with self._processing_turn():
-                processing = self.clock.thread_cpu()
-                result = self._page(answer, consume)
-                self.processing_seconds.add(self.clock.thread_cpu() - processing)
-            return result
+            with self.throughput.processing(self.check_stop):
+                return self._page(answer, consume)
 
     def _page(self, answer, consume):
         """Pass a page's text to consume; return (consume's result, the next cursor)."""
@@ -2359,6 +2365,14 @@ def format_time(value) -> str:
     """Render epoch milliseconds (a string or a number) as ISO-8601 UTC; leave others as text."""
     if value is None or value == "" or value == "null":
         return ""
+    try:  # the hot path, in C: a year from 1000 to 9999
+        seconds, millis = divmod(int(value), 1000)
+        moment = time.gmtime(seconds)
+        if 1000 <= moment.tm_year <= 9999:
+            stamp = "%04d-%02d-%02dT%02d:%02d:%02d" % moment[:6]
+            return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
     moment = epoch_ms_time(value)
     if moment is None:
         return format_cell(value)
@@ -2556,7 +2570,7 @@ class RowFlattener:
         self.knowledge = knowledge
         self.unknown = [column for column in columns if column not in SUPPORTED_COLUMNS]
         self._blank = [None if typed else ""] * len(self.header)
-        self._container_cells = []  # (position, steps, formatter)
+        self._fields, self._container_cells = [], []  # (position, key or steps, formatter): top-level, nested
         self._vuln_cells = []  # (position, getter, formatter)
         for position, column in enumerate(self.header):
             if column in self.unknown:
@@ -2572,13 +2586,17 @@ class RowFlattener:
             elif column in KNOWLEDGE_COLUMNS:
                 self._vuln_cells.append((position, knowledge_field(KNOWLEDGE_COLUMNS[column], knowledge), formatter))
             else:
-                self._container_cells.append((position, compile_path(column), formatter))
+                steps = compile_path(column)
+                cells = self._fields if len(steps) == 1 else self._container_cells
+                cells.append((position, steps[0] if len(steps) == 1 else steps, formatter))
 
     def rows(self, container) -> list:
         """Return the rows of one container; one blank-vulnerability row when it has none."""
         if not isinstance(container, dict):
             container = {}
-        template = self._blank[:]
+        template, get = self._blank[:], container.get
+        for position, key, formatter in self._fields:
+            template[position] = formatter(get(key))
         for position, steps, formatter in self._container_cells:
             template[position] = formatter(resolve(container, steps))
         vulns = container.get("vulnerabilities")
@@ -2959,7 +2977,7 @@ def write_row(sheet, row_number: int, row, time_format) -> None:
 class PageStats:
     """What one page brought: its items, the containers written, uuids not seen before, items
     that are not containers (dropped), containers created outside the range asked for (left
-    out), containers already written (duplicates), and CSV rows."""
+    out), containers already written (duplicates), and the created times of those written."""
 
     items: int = 0
     written: int = 0
@@ -2967,20 +2985,15 @@ class PageStats:
     dropped: int = 0
     outside: int = 0
     duplicates: int = 0
-    rows: int = 0
-    earliest: typing.Optional[int] = None  # the created times (ms) the page's containers span
-    latest: typing.Optional[int] = None
+    created: list = dataclasses.field(default_factory=list)  # the created times (ms) of its containers
 
 
 class Entry(typing.NamedTuple):
-    """Where one container stands in its fragment's files, and the key that orders the week by time."""
+    """Where one container stands in its fragment's file, and the key that orders the week by time."""
 
     key: tuple  # (created unknown?, created ms, uuid, crc of its bytes): a week in time order
-    json_start: int
-    json_length: int
-    csv_start: int
-    csv_length: int
-    rows: int
+    start: int
+    length: int
     uuid: object  # its uuid_key, by which a copy served twice is dropped
 
 
@@ -2993,68 +3006,54 @@ def order_key(container, uuid, crc: int) -> tuple:
 
 
 class Fragment:
-    """One chain's share of a week, staged: its containers as JSON lines and its CSV rows.
+    """One chain's share of a week, staged: its containers as JSON lines.
 
     Each container is written exactly as the gateway sent it (its own bytes, one line, then
-    ','), never re-encoded, and its CSV rows right after, so a page costs little more memory
-    than its text; an Entry keeps where, for the week's merge in time order. A page is written
-    whole or not at all: when one fails half way, both files are cut back to where the page
-    began, and the page can be fetched again. Containers are de-duplicated by uuid within the
-    fragment; an item of data that is not a JSON object is dropped, and a container created
-    outside [start_ms, end_ms) is left out (a gateway that widened the range: it belongs to
-    another week or chain)."""
+    ','), never re-encoded, so a page costs little more memory than its text; an Entry keeps
+    where, for the week's merge in time order. A page is written whole or not at all: when one
+    fails half way, the file is cut back to where the page began, and the page can be fetched
+    again. Containers are de-duplicated by uuid within the fragment; an item of data that is
+    not a JSON object is dropped, and a container created outside [start_ms, end_ms) is left
+    out (a gateway that widened the range: it belongs to another week or chain)."""
 
-    def __init__(self, job: WeekJob, temp_folder: str, flattener: RowFlattener, *, tag: str, whole_week: bool,
-                 start_ms: int, end_ms: int, needs=None):
-        self.whole_week = whole_week  # the week's first chain: if it stays alone, its files are the week's
+    def __init__(self, job: WeekJob, temp_folder: str, *, tag: str, whole_week: bool, start_ms: int, end_ms: int,
+                 needs=None):
+        self.whole_week = whole_week  # the week's first chain: if it stays alone, its file is the week's
         self.needs = needs  # a KnowledgeNeeds when QID knowledge columns are asked for
-        self.flattener = flattener
         self.start_ms, self.end_ms = start_ms, end_ms
         self.keys, self.outside_keys = set(), set()
         self.entries, self.in_order = [], True
         self.totals = PageStats()
-        self._rows_text = CsvText()
-        with contextlib.ExitStack() as owned:
-            self.json = owned.enter_context(StagedFile(temp_folder, job.files.json + tag))
-            self.csv = owned.enter_context(StagedFile(temp_folder, job.files.csv + tag))
-            if whole_week:
-                self.json.stream.write(b"[\n")
-                self.csv.stream.write(csv_head(flattener.header))
-            owned.pop_all()  # the fragment holds them now
+        self.json = StagedFile(temp_folder, job.files.json + tag)
+        if whole_week:
+            self.json.stream.write(b"[\n")
 
     @property
     def containers(self) -> int:
         return self.totals.written
 
-    @property
-    def rows(self) -> int:
-        return self.totals.rows
-
     def add_page(self, text) -> PageStats:
         """Write a page's containers that this fragment does not have yet; all of them, or none."""
         if text is None:
             return PageStats()
-        json_start, csv_start, entries = self.json.stream.tell(), self.csv.stream.tell(), len(self.entries)
-        in_order = self.in_order
+        start, entries, in_order = self.json.stream.tell(), len(self.entries), self.in_order
         try:
             stats, new_keys, new_outside = self._write_page(text)
         except BaseException:
-            for stream, position in ((self.json.stream, json_start), (self.csv.stream, csv_start)):
-                stream.seek(position)
-                stream.truncate()
+            self.json.stream.seek(start)
+            self.json.stream.truncate()
             del self.entries[entries:]
             self.in_order = in_order
             raise
         self.keys |= new_keys
         self.outside_keys |= new_outside
-        for field in ("items", "written", "dropped", "outside", "duplicates", "rows"):
+        for field in ("items", "written", "dropped", "outside", "duplicates"):
             setattr(self.totals, field, getattr(self.totals, field) + getattr(stats, field))
         return stats
 
     def _write_page(self, text: str):
         one_line = "\n" not in text and "\r" not in text
-        stats, new_keys, new_outside = PageStats(), set(), set()
-        json_out, csv_out, flatten = self.json.stream, self.csv.stream, self.flattener.rows
+        stats, new_keys, new_outside, out = PageStats(), set(), set(), self.json.stream
         for container, start, end in walk_page(text):
             stats.items += 1
             if type(container) is not dict:
@@ -3071,16 +3070,11 @@ class Fragment:
                     stats.duplicates += 1
                     continue
                 new_keys.add(key)
-            if self.needs is not None:  # before its rows: a QID the catalog learns later gets them rewritten
+            if self.needs is not None:
                 self.needs.note(container)
-            json_start, csv_start = json_out.tell(), csv_out.tell()
-            crc = write_raw(json_out, text, start, end, one_line)
-            container_rows = flatten(container)
-            for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
-                csv_out.write(self._rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
-            self._note(Entry(order_key(container, key, crc), json_start, json_out.tell() - json_start, csv_start,
-                             csv_out.tell() - csv_start, len(container_rows), key))
-            stats.rows += len(container_rows)
+            position = out.tell()
+            crc = write_raw(out, text, start, end, one_line)
+            self._note(Entry(order_key(container, key, crc), position, out.tell() - position, key))
             stats.written += 1
         stats.new_uuids = len(new_keys) + len(new_outside)
         return stats, new_keys, new_outside
@@ -3091,15 +3085,14 @@ class Fragment:
         self.entries.append(entry)
 
     def _within(self, container, stats: PageStats) -> bool:
-        """Whether a container belongs here: created in the range, or its created unreadable; note the
-        created times the page spans."""
+        """Whether a container belongs here: created in the range, or its created unreadable; note its
+        created time."""
         created = created_ms(container)
         if created is None:
             return True
         if not self.start_ms <= created < self.end_ms:
             return False
-        stats.earliest = created if stats.earliest is None else min(stats.earliest, created)
-        stats.latest = created if stats.latest is None else max(stats.latest, created)
+        stats.created.append(created)
         return True
 
     def in_time_order(self) -> list:
@@ -3110,9 +3103,8 @@ class Fragment:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        """Remove what the fragment staged, unless it was published as the week's own files."""
-        for staged in (self.json, self.csv):
-            staged.__exit__(*exc_info)
+        """Remove what the fragment staged, unless it was published as the week's own file."""
+        self.json.__exit__(*exc_info)
 
     def discard(self) -> None:
         self.__exit__(None, None, None)
@@ -3146,54 +3138,50 @@ def close_json_array(stream, containers: int) -> None:
         stream.write(b"[]\n")
 
 
-def merge_fragments(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener):
-    """Merge the chains' fragments into the week's staged JSON and CSV, in time order, whatever the
-    chains were: the same week gives the same bytes however it was split. A container served to
-    two chains is kept once (its first copy in time order); return (json, csv, containers, rows)."""
+def merge_fragments(job: WeekJob, fragments, temp_folder: str):
+    """Merge the chains' fragments into the week's staged JSON, in time order, whatever the chains
+    were: the same week gives the same bytes however it was split. A container served to two
+    chains is kept once (its first copy in time order); return (staged JSON, containers)."""
     with contextlib.ExitStack() as owned:
         final_json = owned.enter_context(StagedFile(temp_folder, job.files.json))
-        final_csv = owned.enter_context(StagedFile(temp_folder, job.files.csv))
         final_json.stream.write(b"[\n")
-        final_csv.stream.write(csv_head(flattener.header))
         ordered = [[(entry, number) for entry in fragment.in_time_order()] for number, fragment in enumerate(fragments)]
-        seen, containers, rows, twice = set(), 0, 0, 0
-        copier = RangeCopier([(fragment.json.stream, fragment.csv.stream) for fragment in fragments],
-                             (final_json.stream, final_csv.stream))
+        seen, containers, twice = set(), 0, 0
+        copier = RangeCopier([fragment.json.stream for fragment in fragments], final_json.stream)
         for entry, number in heapq.merge(*ordered, key=lambda item: (item[0].key, item[1])):
             if entry.uuid is not None:
                 if entry.uuid in seen:
                     twice += 1
                     continue
                 seen.add(entry.uuid)
-            copier.add(number, (entry.json_start, entry.csv_start), (entry.json_length, entry.csv_length))
-            containers, rows = containers + 1, rows + entry.rows
+            copier.add(number, entry.start, entry.length)
+            containers += 1
         copier.flush()
         if twice:
             log.info("Week %s: %s came in two chains; kept once", job.week.label, plural(twice, "container"))
-        owned.pop_all()  # the caller publishes them, or discards them
-        return final_json, final_csv, containers, rows
+        owned.pop_all()  # the caller publishes it, or discards it
+        return final_json, containers
 
 
 class RangeCopier:
     """Copies byte ranges of the fragments' files to the week's, in the order given: ranges that
     follow each other in the same fragment (a chain's containers, in time order) go as one copy."""
 
-    def __init__(self, sources: list, targets: tuple):
-        self.sources, self.targets = sources, targets
-        self.number, self.starts, self.ends = None, (), ()
+    def __init__(self, sources: list, target):
+        self.sources, self.target = sources, target
+        self.number, self.start, self.end = None, 0, 0
 
-    def add(self, number: int, starts: tuple, lengths: tuple) -> None:
-        """Copy lengths bytes from starts in fragment number's files (JSON, CSV), after those added before."""
-        if number != self.number or starts != self.ends:
+    def add(self, number: int, start: int, length: int) -> None:
+        """Copy length bytes from start in fragment number's file, after those added before."""
+        if number != self.number or start != self.end:
             self.flush()
-            self.number, self.starts = number, starts
-        self.ends = tuple(start + length for start, length in zip(starts, lengths))
+            self.number, self.start = number, start
+        self.end = start + length
 
     def flush(self) -> None:
-        """Copy the ranges added and not copied yet."""
+        """Copy the range added and not copied yet."""
         if self.number is not None:
-            for source, target, start, end in zip(self.sources[self.number], self.targets, self.starts, self.ends):
-                copy_range(source, start, end - start, target)
+            copy_range(self.sources[self.number], self.start, self.end - self.start, self.target)
         self.number = None
 
 
@@ -3208,73 +3196,80 @@ def copy_range(source, start: int, length: int, target) -> None:
         length -= len(data)
 
 
-def publish_files(files: WeekFiles, staged_csv: StagedFile, containers: int, *, json_source: str,
-                  workbook_columns, temp_folder: str, staged_json=None, knowledge=None) -> None:
-    """Move a week's files into place, for an export and a rebuild alike: the CSV and the workbook
-    (written from json_source) first, the JSON (the done marker) last. A week without containers
-    has neither, so old ones of its names are removed. A rebuild keeps its JSON: no staged_json.
-    When a file cannot be moved into place after others were, the error says which were."""
+def json_has_containers(path: str) -> bool:
+    """Whether a stored weekly JSON holds any container (by its first bytes: '[]' is an empty week)."""
+    with open(path, "rb") as stream:
+        head = stream.read(64).lstrip()
+    return head.startswith(b"[") and not head[1:].lstrip().startswith(b"]")
+
+
+def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlattener, workbook_columns,
+                  temp_folder: str, staged_json=None, needs=None):
+    """The one place a week's CSV and workbook are written: from its JSON (json_path), for an export, a
+    rebuild and a heal alike; kinds names which of "csv" and "xlsx" to write. They are moved into place
+    first and the staged JSON (the done marker, for an export) last; a week without containers has
+    neither, so old ones of its names are removed. Return (containers, CSV rows). When a file cannot
+    be moved into place after others were, the error says which were."""
     published = []
     with contextlib.ExitStack() as owned:
-        workbook = None
-        if containers and workbook_columns is not None:
-            workbook = owned.enter_context(StagedFile(temp_folder, files.xlsx))
-            write_workbook(json_source, workbook.stream, workbook_columns, sheet_name(files.week), temp_folder,
-                           knowledge=knowledge)
+        staged, containers, rows = [], None, 0
+        if "csv" in kinds:
+            staged.append(owned.enter_context(StagedFile(temp_folder, files.csv)))
+            containers, rows = write_csv(json_path, staged[-1].stream, flattener, needs)
+        if containers is None:
+            containers = int(json_has_containers(json_path))
+        if "xlsx" in kinds and containers and workbook_columns is not None:
+            staged.append(owned.enter_context(StagedFile(temp_folder, files.xlsx)))
+            write_workbook(json_path, staged[-1].stream, workbook_columns, sheet_name(files.week), temp_folder,
+                           knowledge=flattener.knowledge)
         if not containers:
-            staged_csv.discard()
+            staged = []
             remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
             remove_quietly(files.xlsx)
         try:
-            for staged in ((staged_csv, workbook) if containers else ()) + (staged_json,):
-                if staged is not None:
-                    staged.publish()
-                    published.append(os.path.basename(staged.final_path))
+            for item in staged + [staged_json]:
+                if item is not None:
+                    item.publish()
+                    published.append(os.path.basename(item.final_path))
         except OSError as exc:
             if not published:
                 raise
             raise WeekFailed(f"cannot write its files: {exc}; {', '.join(published)} had already been written, "
                              "but not the JSON that marks the week done, so the next run fetches it again") from None
+    return containers, rows
 
 
-def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns,
-                 rows_from_json: bool = False):
-    """Merge a week's fragments and publish its files; return (containers, CSV rows). With
-    rows_from_json the CSV is written again from the week's JSON (knowledge was learned after its
-    rows were). Whatever happens, nothing the week staged is left behind."""
+def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
+    """Merge a week's fragments into its JSON and publish it with the files derived from it; return
+    (containers, CSV rows). Whatever happens, nothing the week staged is left behind."""
     with contextlib.ExitStack() as owned:
         for fragment in fragments:
             owned.enter_context(fragment)
         if len(fragments) == 1 and fragments[0].whole_week and fragments[0].in_order:
-            final_json, final_csv = fragments[0].json, fragments[0].csv  # already the week, in time order
-            containers, rows = fragments[0].containers, fragments[0].rows
-            final_json.final_path, final_csv.final_path = job.files.json, job.files.csv  # open, if unsettled
+            final_json, containers = fragments[0].json, fragments[0].containers  # already the week, in order
+            final_json.final_path = job.files.json  # its open name, if it turned out unsettled
         else:
-            final_json, final_csv, containers, rows = merge_fragments(job, fragments, temp_folder, flattener)
+            final_json, containers = merge_fragments(job, fragments, temp_folder)
             owned.enter_context(final_json)
-            owned.enter_context(final_csv)
         close_json_array(final_json.stream, containers)
         final_json.stream.flush()
-        if rows_from_json and containers:
-            final_csv = owned.enter_context(StagedFile(temp_folder, job.files.csv))
-            containers, rows = write_csv(final_json.temp_path, final_csv.stream, flattener)
-        publish_files(job.files, final_csv, containers, json_source=final_json.temp_path,
-                      workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json,
-                      knowledge=flattener.knowledge)
+        result = write_derived(job.files, final_json.temp_path, ("csv", "xlsx"), flattener=flattener,
+                               workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json)
     for stale in job.stale:
         remove_quietly(stale)
-    return containers, rows
+    return result
 
 
 def write_csv(json_path: str, stream, flattener: RowFlattener, needs=None):
-    """Write the CSV of a stored weekly JSON to stream; return (containers, rows). With needs (a
-    KnowledgeNeeds), a QID the catalog does not know fails the week: its cells would be blank."""
+    """Write the CSV of a weekly JSON to stream, a container at a time; return (containers, rows). With
+    needs (a KnowledgeNeeds), a QID the catalog does not know fails the week: its cells would be blank."""
     stream.write(csv_head(flattener.header))
     containers = rows = 0
     rows_text = CsvText()
     for container in read_report(json_path):
         container_rows = flattener.rows(container)
-        stream.write(rows_text.encode(container_rows))
+        for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
+            stream.write(rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
         containers += 1
         rows += len(container_rows)
         if needs is not None:
@@ -3324,41 +3319,25 @@ def set_aside_damaged(done) -> tuple:
     return whole, damaged
 
 
-def json_has_containers(path: str) -> bool:
-    """Whether a stored weekly JSON holds any container (by its first bytes: '[]' is an empty week)."""
-    with open(path, "rb") as stream:
-        head = stream.read(64).lstrip()
-    return head.startswith(b"[") and not head[1:].lstrip().startswith(b"]")
-
-
 def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, needs=None):
     """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
-    with StagedFile(temp_folder, files.csv) as staged_csv:
-        containers, rows = write_csv(files.json, staged_csv.stream, flattener, needs)
-        publish_files(files, staged_csv, containers, json_source=files.json, workbook_columns=workbook_columns,
-                      temp_folder=temp_folder, knowledge=flattener.knowledge)
-    return containers, rows
+    return write_derived(files, files.json, ("csv", "xlsx"), flattener=flattener, workbook_columns=workbook_columns,
+                         temp_folder=temp_folder, needs=needs)
 
 
 def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, learn=None) -> list:
     """Rebuild a done week's missing CSV, and with --xlsx its missing workbook, from its JSON (no
     list call; learn(json path) first learns what its QIDs need); return the names rebuilt."""
-    missing = [files.csv] if not os.path.exists(files.csv) else []
+    missing = {"csv": files.csv} if not os.path.exists(files.csv) else {}
     if workbook_columns is not None and not os.path.exists(files.xlsx):
-        missing.append(files.xlsx)
+        missing["xlsx"] = files.xlsx
     if not missing or not json_has_containers(files.json):
         return []
     if learn is not None:
         learn(files.json)
-    for path in missing:
-        with StagedFile(temp_folder, path) as staged:
-            if path == files.csv:
-                write_csv(files.json, staged.stream, flattener)
-            else:
-                write_workbook(files.json, staged.stream, workbook_columns, sheet_name(files.week), temp_folder,
-                               knowledge=flattener.knowledge)
-            staged.publish()
-    return [os.path.basename(path) for path in missing]
+    write_derived(files, files.json, tuple(missing), flattener=flattener, workbook_columns=workbook_columns,
+                  temp_folder=temp_folder)
+    return [os.path.basename(path) for path in missing.values()]
 
 
 # --- QID knowledge -------------------------------------------------------------------
@@ -3508,72 +3487,12 @@ class Chain:
     used: frozenset = frozenset()  # cursors its pages already used (the loop guard goes on after a split)
     first: bool = False  # the week's first chain: if it stays alone, its files are the week's
     number: int = 0
-    expected: float = math.inf  # the pages the split that made it reckoned it holds (unknown: inf)
 
     def label(self) -> str:
         week = self.week.job.week
         if self.first and (self.start_ms, self.end_ms) == (week.start_ms, week.end_ms):
             return week.label
         return f"{week.label} (chain {self.number})"
-
-
-class ToCome(typing.NamedTuple):
-    """What a chain that named a next page may still hold: about how many pages, from where in time
-    on (ms), and the time one page of it spans (ms)."""
-
-    pages: float
-    from_ms: int
-    page_ms: float
-    reckoned: float = math.inf  # what the chain was reckoned to hold still, before its latest page showed more
-
-    @property
-    def burst(self) -> bool:
-        """Far more to come than reckoned: a burst begins, whose density is trusted a few pages ahead only."""
-        return self.pages > BURST_FACTOR * max(self.reckoned, 1)
-
-
-def pages_to_come(chain: Chain, stats: PageStats, shown: int, reckoned: float = math.inf) -> ToCome:
-    """What a chain that named a next page may still hold.
-
-    Its latest page's containers span created times [earliest, latest]. If the gateway's order (by
-    updated) follows created, each page spans a short stretch after the one before, and the rest
-    lies after latest, as dense as that page: (end - latest) / (latest - earliest) pages. If it
-    does not, each page is a sample of the whole range and spans most of it: then the full pages
-    the chain has shown (since it began or was last split) stand for what is to come, spread over
-    its whole range. reckoned: what the chain was reckoned to hold still, before this page."""
-    whole = ToCome(float(shown), chain.start_ms, (chain.end_ms - chain.start_ms) / max(shown, 1), reckoned)
-    if stats.earliest is None or stats.latest is None:
-        return whole
-    span = max(stats.latest - stats.earliest, 1)
-    if span * 2 > chain.end_ms - chain.start_ms:
-        return whole
-    swept = max(chain.start_ms, min(stats.latest, chain.end_ms - 1))
-    return ToCome((chain.end_ms - swept) / span, swept, span, reckoned)
-
-
-def split_bounds(start_ms: int, end_ms: int, to_come: ToCome, parts: int) -> list:
-    """Cut [start_ms, end_ms) into at most parts, in time order, about equal over what is to come.
-
-    A chain's last page is part-full, or costs one more call (a full one still names a next), so
-    each part is cut to hold whole pages less a slack of at least ALIGN_SLACK of one, as to_come
-    reckons them: the slack is the pages the parts will cost in all less the pages to come, shared
-    out equally, and splitting costs that much more than not. Where a burst begins, its density
-    is trusted a few pages ahead only: no part but the last is reckoned to hold more than
-    PAGES_PER_PART pages, and the last takes the rest (parts cut past a burst's end hold less
-    than reckoned, and cost a call each). The first part keeps [start_ms, from_ms) too; no part
-    is narrower than MIN_CHAIN_MS."""
-    if to_come.burst:
-        to_come = to_come._replace(pages=min(to_come.pages, parts * PAGES_PER_PART))
-    pages = math.ceil(to_come.pages + parts * ALIGN_SLACK)  # the calls the parts will cost, in all
-    slack = (pages - to_come.pages) / parts
-    cuts = []
-    for index in range(1, parts):
-        cut = to_come.from_ms + int((pages * index // parts - index * slack) * to_come.page_ms)
-        if cut - (cuts[-1] if cuts else start_ms) < MIN_CHAIN_MS or end_ms - cut < MIN_CHAIN_MS:
-            break
-        cuts.append(cut)
-    edges = [start_ms] + cuts + [end_ms]
-    return list(zip(edges, edges[1:]))
 
 
 class WeekRun:
@@ -3689,7 +3608,7 @@ class Exporter:
         self.results = {}  # week order -> WeekResult
         self.threads = []
         self._sequence = 0
-        self._to_come = {}  # id(chain) -> pages it may still have, for each chain queued or paging, run-wide
+        self._alive = 0  # chains queued or paging, run-wide
         self._lock = threading.Lock()
         self._publishing = 0  # weeks being published right now
         self._changed = threading.Condition()
@@ -3719,7 +3638,7 @@ class Exporter:
         """Start a worker when there is waiting work and fewer workers than the pages the run may keep in
         flight (plus one spare): workers start as they are needed, up to --workers."""
         with self._lock:
-            wanted = min(self.settings.workers, self.client.flight_limit(self.settings.workers) + 1)
+            wanted = min(self.settings.workers, self.client.throughput.wanted() + 1)
             count = 0 if self.stop.is_set() else min(wanted - len(self.threads), self.chains.qsize())
             started = [threading.Thread(target=self._work, daemon=True, name=f"worker-{len(self.threads) + number}")
                        for number in range(max(count, 0))]
@@ -3746,8 +3665,7 @@ class Exporter:
     def _submit(self, chain) -> None:
         with self._lock:
             self._sequence += 1
-            if chain is not None:
-                self._to_come[id(chain)] = chain.expected
+            self._alive += chain is not None
             key = (-1, 0) if chain is None else (chain.week.order, chain.start_ms)
             self.chains.put((key, self._sequence, chain))
 
@@ -3770,7 +3688,7 @@ class Exporter:
                     return
             finally:
                 with self._lock:
-                    self._to_come.pop(id(chain), None)
+                    self._alive -= 1
 
     def _run_chain(self, chain: Chain) -> bool:
         """Run one chain; return False when what happened stops the whole run (this worker too)."""
@@ -3780,7 +3698,7 @@ class Exporter:
             self._chain_ended(chain, None, Ending.NOT_STARTED, "")
             return True
         try:
-            fragment = Fragment(week.job, self.layout.temp, self.flattener,
+            fragment = Fragment(week.job, self.layout.temp,
                                 tag="" if chain.first else f".chain{chain.number}", whole_week=chain.first,
                                 start_ms=chain.start_ms, end_ms=chain.end_ms,
                                 needs=self.learner.needs(self.run_started) if self.learner else None)
@@ -3798,8 +3716,8 @@ class Exporter:
         return True
 
     def _page_through(self, chain: Chain, fragment: Fragment) -> bool:
-        """Fetch a chain's pages into its fragment, splitting it while the run has room for more requests
-        in flight; return False when its pages were handed to new chains instead (an opaque cursor)."""
+        """Fetch a chain's pages into its fragment, splitting it when the throughput calls for more chains;
+        return False when its pages were handed to new chains instead (an opaque cursor)."""
         week, cursor, used, stale, shown = chain.week, chain.cursor, set(chain.used), 0, 0
         for number in range(1, MAX_PAGES_PER_CHAIN + 1):
             if week.ending is not Ending.DONE:
@@ -3821,80 +3739,37 @@ class Exporter:
                 return True
             used.add(next_page)
             shown += 1  # full pages since it began, or was last split
-            with self._lock:
-                to_come = pages_to_come(chain, stats, shown, self._to_come.get(id(chain), math.inf) - 1)
-                self._to_come[id(chain)] = to_come.pages
-            split = self._split(chain, fragment, next_page, frozenset(used), to_come, number)
+            split = self._split(chain, fragment, next_page, frozenset(used), stats.created, shown, number)
             if split is None:
                 return False
             shown, cursor = 0 if split else shown, next_page
         raise WeekFailed(f"more than {MAX_PAGES_PER_CHAIN} pages; the week is not known to be complete")
 
-    def _split(self, chain: Chain, fragment: Fragment, cursor: str, used: frozenset, to_come, pages: int):
-        """Split a chain that has more pages when the run has room for more requests in flight: this
-        chain keeps the first part of its range, new chains go on from the same cursor over the others
-        (cut by split_bounds). A chain is split only when at least two more pages are to come
-        (to_come), into parts of PAGES_PER_PART pages or more; at a week's first page, into parts of a
-        page or more, so that its chains soon find where its data lies; where a burst begins, into no
-        more parts than _burst_parts allows, the last of them reckoned as the chain was (it is split
-        again when its pages show that the burst goes on). An opaque cursor cannot go on over a
-        narrower range: then only a week's first page is split, by fetching the week again as new
-        chains. Return True when it was split, False when not, None when its pages were handed on."""
+    def _split(self, chain: Chain, fragment: Fragment, cursor: str, used: frozenset, created, shown: int,
+               pages: int):
+        """Split a chain that named a next page where the throughput says: this chain keeps the first range,
+        new chains go on from the same cursor over the others (at most --slices chains a week). An opaque
+        cursor cannot go on over a narrower range: then only a week's first page is split, by fetching
+        the week again as new chains. Return True when it was split, False when not, None when its
+        pages were handed on."""
         reusable = reusable_cursor(cursor)
-        if to_come.pages < 2 or not (reusable or chain.first and pages == 1):
+        if not (reusable or chain.first and pages == 1):
             return False
-        per_part = 1 if chain.first and pages == 1 else PAGES_PER_PART
-        parts = min(self._room(chain.week) + 1, math.ceil(to_come.pages / per_part), MAX_PARTS)
-        if to_come.burst:
-            parts = min(parts, self._burst_parts(to_come))
-        if parts < 2:
-            return False
-        if not reusable:  # the new chains fetch the whole range again, from its start
-            to_come = to_come._replace(pages=(chain.end_ms - chain.start_ms) / to_come.page_ms, from_ms=chain.start_ms)
-        bounds = split_bounds(chain.start_ms, chain.end_ms, to_come, parts)
-        parts = len(bounds)
-        if parts < 2:
+        with self._lock, chain.week.lock:
+            others, most = self._alive - 1, self.settings.slices - chain.week.chains + 1
+        bounds = self.client.throughput.split(chain.start_ms, chain.end_ms, created, shown, others, most)
+        if not bounds:
             return False
         number = chain.week.add_chains(len(bounds) - 1 if reusable else len(bounds))
         if reusable:
             chain.end_ms = fragment.end_ms = bounds[0][1]
-            with self._lock:
-                self._to_come[id(chain)] = (chain.end_ms - to_come.from_ms) / to_come.page_ms
-            bounds = bounds[1:]
-        for offset, (low, high) in enumerate(bounds):
-            expected = (high - low) / to_come.page_ms
-            if to_come.burst and offset == len(bounds) - 1:  # the rest, as reckoned before the burst showed
-                expected = max(to_come.reckoned, 1.0)
+        for offset, (low, high) in enumerate(bounds[1:] if reusable else bounds):
             self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
-                               number=number + offset, expected=expected))
+                               number=number + offset))
         log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
-                 parts, self.client.wanted_in_flight(self.settings.workers))
+                 len(bounds), self.client.throughput.wanted())
         self._grow_pool()
         return True if reusable else None
-
-    def _room(self, week: WeekRun) -> int:
-        """How many more chains the run can keep busy: the chains wanted now (chains_wanted), minus those
-        alive, and no more than --slices chains for one week."""
-        with week.lock:
-            chains = week.chains
-        return min(self.client.chains_wanted(self.settings.workers) - self._alive(), self.settings.slices - chains)
-
-    def _alive(self) -> int:
-        """The chains (queued or paging) that have two pages or more to come, as last reckoned."""
-        with self._lock:
-            return sum(1 for pages in self._to_come.values() if pages >= 2)
-
-    def _burst_parts(self, to_come: ToCome) -> int:
-        """The most parts a chain is split into where a burst begins: BURST_FACTOR for each page it was
-        reckoned to hold; or, where more of the gateway's allowance would go unused, two in three of the
-        requests in flight that the chains alive leave wanted (the rest wait for the parts to show how
-        far the burst goes: parts cut past its end cost a call each). Without rate headers, no
-        allowance goes unused."""
-        trusted = BURST_FACTOR * math.ceil(max(to_come.reckoned, 1))
-        if self.client.pacer.calls_per_second() is None:
-            return trusted
-        idle = self.client.wanted_in_flight(self.settings.workers) - self._alive()
-        return max(trusted, (idle + 1) * 2 // 3)
 
     def _chain_ended(self, chain: Chain, fragment, ending: Ending, reason: str) -> None:
         if chain.week.chain_ended(fragment, ending, reason):
@@ -3950,14 +3825,13 @@ class Exporter:
     def _publish(self, week: WeekRun, fragments, result: WeekResult) -> None:
         """Learn what the week's QIDs need (QID knowledge columns), then publish its files."""
         week.job = self._settled(week.job)
-        needs = None
         if self.learner is not None:
             needs = self.learner.needs(self.run_started)
             for fragment in fragments:
                 needs.merge(fragment.needs)
             self.learner.learn(needs, week.job.week.label)
         result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp, self.flattener,
-                                                      self.workbook_columns, rows_from_json=bool(needs and needs.qids))
+                                                      self.workbook_columns)
         log_week_done(week, result)
 
 

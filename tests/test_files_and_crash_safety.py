@@ -179,17 +179,15 @@ def test_merging_copies_each_fragments_ranges_in_the_order_given_in_bounded_piec
             return super().read(size)
 
     monkeypatch.setattr(wcr, "COPY_CHUNK_BYTES", 3)
-    sources = [(Staged(b"aaAAaa"), Staged(b"xxXX")), (Staged(b"bbbbBB"), Staged(b"yyYY"))]
-    targets = (io.BytesIO(), io.BytesIO())
-    copier = wcr.RangeCopier(sources, targets)
-    copier.add(0, (0, 0), (2, 2))
-    copier.add(1, (2, 2), (4, 2))  # starts where fragment 0's range ended, in another fragment
-    copier.add(0, (2, 2), (2, 2))  # follows fragment 0's first range, after fragment 1's
-    copier.add(0, (4, 0), (2, 1))  # follows it in the JSON only: not one run
+    target = io.BytesIO()
+    copier = wcr.RangeCopier([Staged(b"aaAAaa"), Staged(b"bbbbBB")], target)
+    copier.add(0, 0, 2)
+    copier.add(1, 2, 4)  # starts where fragment 0's range ended, in another fragment
+    copier.add(0, 2, 2)  # follows fragment 0's first range, after fragment 1's
+    copier.add(0, 4, 2)  # and follows that one: one run with it
     copier.flush()
-    assert targets[0].getvalue() == b"aa" + b"bbBB" + b"AA" + b"aa"
-    assert targets[1].getvalue() == b"xx" + b"YY" + b"XX" + b"x"
-    copier.add(0, (4, 0), (5, 1))  # past the end of a staged file: an error, not a short file
+    assert target.getvalue() == b"aa" + b"bbBB" + b"AA" + b"aa"
+    copier.add(0, 4, 5)  # past the end of a staged file: an error, not a short file
     with pytest.raises(OSError):
         copier.flush()
 

@@ -200,44 +200,6 @@ def test_absurd_429_waits_are_capped_and_logged(wait_header, value, run, gateway
 # --- Pacing ----------------------------------------------------------------------------------
 
 
-def test_the_pacer_runs_a_little_under_the_limit(run, gateway, workdir, clock):
-    gateway.generate(1000, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    gateway.rate_limit = (30, 60.0)  # 2 s a call at the limit
-    assert run(*WEEK_UNSLICED) == 0
-    assert len(gateway.list_calls()) == 5
-    assert sum(clock.sleeps) >= 4 * 2 * 1.03  # running exactly at the limit (8 s) fails this
-    assert sum(clock.sleeps) <= 4 * 2 * 1.1 and gateway.rate_limited == 0
-
-
-def test_calls_missed_waiting_for_the_first_answer_are_caught_up_but_no_window_holds_more_than_allowed(clock):
-    pacer = wcr.Pacer(clock, cap_seconds=900)
-    first = pacer.wait_turn()  # before any header told the limit
-    clock.advance(30.0)  # its answer took 30 s: the gateway would have allowed 60 calls meanwhile
-    pacer.learn({"X-RateLimit-Limit": "120", "X-RateLimit-Window-Sec": "60", "X-RateLimit-Remaining": "119"}, first)
-    sent = [first] + [pacer.wait_turn() for _ in range(300)]
-    interval, allowed = 60 / 120 * wcr.Pacer.MARGIN, int(120 / wcr.Pacer.MARGIN)
-    at_once = sent.count(sent[1])
-    assert 11 <= at_once <= 12  # a catch-up of a tenth of the window's 114 allowed calls, no more
-    settled = sent[at_once + 1:]  # after the catch-up (and what was left of its last interval)
-    assert min(later - earlier for earlier, later in zip(settled, settled[1:])) >= interval - 1e-9  # even, no burst
-    assert all(sum(1 for stamp in sent if start <= stamp < start + 60) <= allowed for start in sent)
-
-
-def test_calls_left_unsent_while_few_requests_were_going_are_banked_across_answers_up_to_a_tenth(clock):
-    pacer = wcr.Pacer(clock, cap_seconds=900)
-    headers = {"X-RateLimit-Limit": "120", "X-RateLimit-Window-Sec": "60", "X-RateLimit-Remaining": "100"}
-    interval = 60 / 120 * wcr.Pacer.MARGIN
-    pacer.learn(headers, pacer.wait_turn())
-    for _ in range(20):  # one request at a time, answered after three intervals: the spacing allowed three
-        clock.advance(3 * interval)
-        pacer.learn(headers, pacer.wait_turn())
-    sent = [pacer.wait_turn() for _ in range(40)]  # a split: many chains want to go at once
-    at_once = sent.count(sent[0])
-    assert 10 <= at_once <= 12  # the unsent calls, banked across every answer, up to a tenth of 114
-    settled = sent[at_once + 1:]
-    assert min(later - earlier for earlier, later in zip(settled, settled[1:])) >= interval - 1e-9  # then even
-
-
 def test_remaining_zero_holds_every_worker_for_the_window(run, gateway, workdir, clock):
     fill_week(gateway, 600)
     gateway.faults = [Fault("limit-headers", headers={"X-RateLimit-Remaining": "0"})]  # the first answer

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import weeklycontainerreport as wcr
-from conftest import (QUERY, WEEK, WEEK_UNSLICED, FakeClock, client_for, everything_printed, files, fill_week,
+from conftest import (QUERY, WEEK, WEEK_UNSLICED, client_for, everything_printed, files, fill_week,
                       free_port, give_login, keep_count, log_text, ms, week_range)
 from fake_gateway import AUTH_PATH, DEMO_TOKEN, SCRIPT, FakeGateway, Fault
 from proxies import CA, CERT, HttpProxy, SocksProxy
@@ -220,27 +220,6 @@ def test_a_page_waiting_for_its_turn_to_be_processed_stops_with_the_run(gateway)
         release.set()
         first.join(5)
     assert ended and ended[0] - stopped < 1.0
-
-
-def test_the_time_a_page_takes_to_process_is_its_cpu_time_not_its_wait_for_the_others(gateway):
-    class BusyClock(FakeClock):
-        cpu = 0.0
-
-        def thread_cpu(self):
-            return self.cpu
-
-    gateway.generate(100, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
-    clock = BusyClock()
-    client, session = client_for(gateway.url, clock=clock)
-
-    def consume(text):
-        clock.advance(2.0)  # waiting for the other threads
-        clock.cpu += 0.01  # and working
-        return keep_count(text)
-
-    with session:
-        client.fetch_page(QUERY, None, "test", consume)
-    assert client.processing_seconds.value == pytest.approx(0.01)  # pages_in_flight's bound: 1 + answer / this
 
 
 def test_a_workbook_librarys_temp_files_are_ours_and_a_stopped_run_removes_them(run, gateway, workdir, monkeypatch):
