@@ -43,8 +43,9 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import sys
-import tempfile
+import textwrap
 import threading
 import time
 import traceback
@@ -74,18 +75,16 @@ __version__ = "3.0.0"
 log = logging.getLogger("weeklycontainerreport")
 
 # The map. Each banner below holds one concept and uses only what stands above it:
-#   Settings you may edit, Constants, Errors and outcomes, Settings and bounds,
-#   Weeks, names and folders, Screen, log and secrets, HTTP, Network trouble in words,
-#   Throughput, Tokens, Reading pages, The gateway's clock, What an answer means,
-#   Gateway client, Cells and rows, Staged files and the lock, QID catalog, Workbooks,
-#   Fragments of a week, A week's files, Done weeks, QID knowledge, Weeks in flight, Workers,
-#   Run, Monitoring, The manual, Command line.
-# One week's path: main (Command line) -> settings_from -> run_report (Run) -> plan_weeks and
-# plan_jobs (Weeks) -> Exporter (Workers: chains of pages, split where Throughput says) ->
-# GatewayClient.fetch_page (Gateway client: pacing, token, deadline, retries) -> Fragment.add_page
-# (Fragments of a week: walk_page, RowFlattener) -> Learner.learn (QID knowledge, when asked
-# for) -> publish_week (A week's files: merged in time order; CSV and workbook first, then the
-# JSON that marks the week done) -> Summary -> tell_monitors (Monitoring) -> exit_code (Run) -> main.
+#   Settings you may edit, Constants, Errors and the stop, Settings and time, Files and the lock,
+#   Weeks and names, Screen, log and secrets, HTTP, Tokens, Throughput, Gateway client,
+#   Reading pages, A week's JSON, Derived files, QID knowledge, Workers, Modes, Monitoring,
+#   Command line.
+# One week's path, top to bottom: Weeks and names plan it -> Throughput paces its calls and splits
+# it into chains -> the Gateway client fetches each page -> Reading pages decodes it -> A week's JSON
+# stages it, merges the chains in time order -> Derived files write its CSV and workbook from that
+# JSON (QID knowledge fills their knowledge columns) -> Workers publish the files, the JSON last ->
+# Modes count it in the summary -> Monitoring tells -> Command line: main returns the exit code.
+
 
 # --- Settings you may edit -----------------------------------------------------------
 
@@ -114,7 +113,6 @@ EXIT_MEANINGS = (
     (EXIT_SIGNAL_BASE + 15, "stopped by SIGTERM (timeout, systemd, a container runtime)"),
     (EXIT_SIGNAL_BASE + 1, "stopped by SIGHUP"),
 )
-
 API_PATH = "/csapi/v1.3/containers/list"
 AUTH_PATH = "/auth"
 DETAILS_PATH = "/csapi/v1.3/containers/{sha}/vuln"  # a container's vulnerability details (the QID knowledge)
@@ -122,8 +120,9 @@ METRICS_PREFIX = "weeklycontainerreport_"  # every metric of --metrics_file star
 METRIC_WEEK_RESULTS = ("fetched", "skipped", "failed", "unfinished")  # always written, zeros too
 METRICS_FILE_MODE = 0o644  # node_exporter runs as another user; the umask may be 077
 MAX_METRICS_BYTES = 1024 * 1024  # an earlier metrics file is read no further than this
-PING_ATTEMPTS = 3  # per ping, 1 s and 2 s apart
-PING_TIMEOUTS = (5.0, 5.0)  # connect, read
+PING_ATTEMPTS = 3  # per ping, about 1 s and 2 s apart
+PING_SECONDS = 5.0  # one ping's deadline, from its connection to its answer's status
+PING_ORDER_SECONDS = 2.0  # the end ping waits this long at most for the start ping, to come after it
 PING_BUDGET_SECONDS = 25  # the end ping never holds the end of a run longer than this
 MAX_PING_BODY_BYTES = 10_000  # the summary line sent with the end ping
 LOG_NAME = re.compile(r"weekly_report_(\d{8}T\d{6}Z)(?:-(\d+))?\.log\Z")  # a run log: its time, its number
@@ -161,7 +160,6 @@ SETTLE_SECONDS = 1.0  # and for the other workers (one stuck resolving a name is
 MAX_WORKERS = 32  # the most requests in flight; --workers auto keeps as many as the gateway calls for
 SHORT_SECRET = 8  # secrets shorter than this are redacted only where they stand alone
 MAX_TOKEN_BYTES = 64 * 1024  # a login answer longer than this is not a token
-
 REPORTS_DIR = "weekly_reports"
 CSV_DIR = "weekly_csv_reports"
 XLSX_DIR = "weekly_xlsx_reports"
@@ -173,7 +171,6 @@ DAMAGED_SUFFIX = ".damaged"  # a final JSON that cannot be trusted is kept aside
 # Files and folders follow the user's umask, but are never writable by everyone.
 FILE_MODE = 0o664
 FOLDER_MODE = 0o775
-
 CSV_COLUMNS = (
     # Container identity & status
     "containerId", "uuid", "name", "state", "ipv4", "ipv6",
@@ -213,7 +210,6 @@ SUPPORTED_COLUMNS = CSV_COLUMNS + tuple(KNOWLEDGE_COLUMNS)
 # Epoch-millisecond columns, rendered as ISO-8601 UTC in the CSV and as dates in the workbook.
 TIME_COLUMNS = frozenset({"created", "updated", "stateChanged", "vuln_firstFound", "vuln_lastFound", "vuln_published"})
 LIST_SEPARATOR = "; "
-
 FORMULA_TRIGGERS = frozenset("=+-@\t\r")  # OWASP CSV injection: cells a spreadsheet evaluates
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 CSV_FORMAT = {"quoting": csv.QUOTE_ALL, "lineterminator": "\r\n"}
@@ -229,7 +225,7 @@ XLSX_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss "UTC"'
 XLSX_EXACT_INTEGER = 2 ** 53  # larger integers would lose digits as spreadsheet numbers
 
 
-# --- Errors and outcomes -------------------------------------------------------------
+# --- Errors and the stop -------------------------------------------------------------
 
 
 class ReportError(Exception):
@@ -338,7 +334,100 @@ class Ending(enum.Enum):
     NOT_STARTED = "not started"
 
 
-# --- Settings and bounds -------------------------------------------------------------
+STOPS_THE_RUN = (AuthError, GatewayUnreachable, WrongGateway)  # no retry can help: no token, no gateway
+
+
+def stops_the_run(exc: BaseException) -> bool:
+    """Whether an error stops the whole run: no token left (details refused too), a gateway that never
+    answers or is the wrong one, an interrupt."""
+    return isinstance(exc, STOPS_THE_RUN) or not isinstance(exc, Exception)
+
+
+class Stop:
+    """The one stop of a run. Whatever stops it (a signal, an error of STOPS_THE_RUN, a bug) calls
+    stop(error); the first error is kept for the run's end, and whatever waits is woken at once:
+    requests in flight are cut off, sleepers return, waiters on a condition see it, so nothing polls."""
+
+    def __init__(self):
+        self._event, self._lock = threading.Event(), threading.Lock()
+        self._wakers = []
+        self.error = None
+
+    def __call__(self, error=None) -> None:
+        with self._lock:
+            first, wakers = not self._event.is_set(), list(self._wakers)
+            self.error = self.error or error
+            self._event.set()
+        for wake in wakers if first else ():
+            wake()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise RunStopping once the run is stopping."""
+        if self._event.is_set():
+            raise RunStopping("the run stopped")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep for seconds, or until the run stops (a clock's sleep is woken by it)."""
+        return self._event.wait(seconds)
+
+    def on_stop(self, wake) -> None:
+        """Call wake when the run stops (at once, if it has)."""
+        with self._lock:
+            self._wakers.append(wake)
+            stopped = self._event.is_set()
+        if stopped:
+            wake()
+
+    def wakes(self, condition: threading.Condition) -> threading.Condition:
+        """Have the stop notify everyone waiting on condition; return it."""
+        def notify():
+            with condition:
+                condition.notify_all()
+        self.on_stop(notify)
+        return condition
+
+    def wait_until(self, condition: threading.Condition, ready, seconds=None) -> bool:
+        """With condition held (one the stop wakes), wait until ready() or the run stops, at most seconds
+        if given; return ready()."""
+        ends = None if seconds is None else time.monotonic() + seconds
+        while not ready() and not self._event.is_set():
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            condition.wait(left)
+        return ready()
+
+
+@contextlib.contextmanager
+def signals_stop_the_run():
+    """Make SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, once; a signal the
+    process was told to ignore (nohup, a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def stop(signum, frame):
+        if not raised:  # a second signal while stopping must not cut the tidying short
+            raised.append(signum)
+            raise Interrupted(signum)
+
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
+            previous[number] = signal.signal(number, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+# --- Settings and time ---------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,6 +449,38 @@ class RetryPolicy:
         """Exponential backoff with jitter for the given 1-based attempt."""
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
         return ceiling * rng.uniform(0.5, 1.0)
+
+
+class GaveUp(ReportError):
+    """A request that kept failing: its last trouble, and the attempts made."""
+
+    def __init__(self, trouble: TransientError, attempts: int):
+        super().__init__(f"{trouble} (gave up after {plural(attempts, 'attempt')})")
+        self.trouble, self.attempts = trouble, attempts
+
+
+def retried(once, what: str, policy: RetryPolicy, *, rng, wait, give_up=GaveUp, on_rate_limit=None):
+    """The one retry loop (pages, details, logins, pings): call once until it returns; again at once after
+    TokenRejected (the broker has moved on), after on_rate_limit(exc) on a 429, after a backoff with
+    jitter (wait(seconds)) on TransientError, until the policy's attempts or waits run out: then raise
+    give_up(the last trouble, the attempts made)."""
+    attempt, waited = 0, 0.0
+    while True:
+        try:
+            return once()
+        except TokenRejected:
+            continue
+        except RateLimited as exc:
+            on_rate_limit(exc)
+        except TransientError as exc:
+            attempt += 1
+            delay = policy.backoff_seconds(attempt, rng)
+            if attempt >= policy.max_attempts or waited + delay > policy.max_total_retry_wait_seconds:
+                raise give_up(exc, attempt) from None
+            log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt, policy.max_attempts,
+                        delay)
+            wait(delay)
+            waited += delay
 
 
 class SystemClock:
@@ -413,49 +534,216 @@ class Settings:
         """The QID catalog fields the asked columns need; none: no details call is ever made."""
         return tuple(KNOWLEDGE_COLUMNS[column] for column in self.csv_columns if column in KNOWLEDGE_COLUMNS)
 
+    @property
+    def mode(self) -> str:
+        """What the run does: "dry run", "rebuild" or "export"."""
+        return "dry run" if self.dry_run else "rebuild" if self.rebuild_csv else "export"
+
     def calls_gateway(self) -> bool:
         """Whether this run may call the gateway: an export, or a rebuild that learns QIDs (a gateway given)."""
         return not self.dry_run and (not self.rebuild_csv or bool(self.knowledge and self.gateway))
 
 
-def checked_url(text: str, what: str, example: str):
-    """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
-    another scheme than https (plain http only to a loopback host), credentials, a query or a fragment."""
-    try:
-        parts = urlsplit(text.strip())
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-        if host:
-            host.encode("idna")  # an empty or over-long label can never be looked up
-    except ValueError:  # UnicodeError included
-        raise UsageError(f"{what}: the URL has a bad host or port: {text!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise UsageError(f"{what}: must be an https:// URL,{example} not {text!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
-    if scheme == "http" and not is_loopback(host):
-        raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
-                         "use https")
-    return parts
-
-
-def is_loopback(host: str) -> bool:
-    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# --- Weeks, names and folders --------------------------------------------------------
-
-
 def plural(count: int, noun: str) -> str:
     """Say '1 week', '2 weeks'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+EPOCH_MS_TEXT = re.compile(r"-?\d{1,18}\Z")
+
+
+def epoch_ms_time(value):
+    """Epoch milliseconds as a UTC datetime, or None when value is not such a number."""
+    try:
+        seconds, millis = divmod(int(value), 1000)
+        return EPOCH + dt.timedelta(seconds=seconds, milliseconds=millis)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def iso_time(text):
+    """An ISO-8601 time (2026-12-01T16:00:00Z) as an aware datetime, or None when unreadable."""
+    try:
+        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def http_date(value):
+    """An HTTP Date header as an aware UTC datetime, or None when absent or unreadable."""
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip()) if value else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.year < 2000:  # no answer of today's gateway is dated in the last century
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def describe_duration(span: dt.timedelta) -> str:
+    """Say a length of time the way a person would: '31 days', '7 minutes'."""
+    seconds = span.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return plural(int(seconds // size), unit)
+    return plural(int(seconds), "second")
+
+
+# --- Files and the lock --------------------------------------------------------------
+
+
+def open_new(path: str, mode: str, **options):
+    """Open a new file with FILE_MODE under the umask (mkstemp would force 0600), never through a symlink."""
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if "a" in mode else os.O_EXCL)
+    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
+    return open(os.open(path, flags, FILE_MODE), mode, **options)
+
+
+def open_regular(path: str):
+    """Open a file the run only reads, never through a symlink and never waiting (on a FIFO, say): what
+    is not a regular file raises OSError, in one line."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    return os.fdopen(descriptor, "rb")
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """The first limit bytes of a file the run only reads (open_regular)."""
+    with open_regular(path) as stream:
+        return stream.read(limit)
+
+
+def remove_quietly(path: str) -> None:
+    """Delete a file if it is there."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_folder(folder: str) -> None:
+    """Make a rename in folder durable, where the OS allows it."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def same_filesystem(first: str, second: str) -> bool:
+    """Whether two folders are on one filesystem, so that a rename between them is atomic."""
+    try:
+        return os.stat(first).st_dev == os.stat(second).st_dev
+    except OSError:
+        return False
+
+
+def temp_name(final_name: str) -> str:
+    """Name a staged file in temp_reports/ so that only this script's cleaner ever removes it."""
+    return f"wcr-{uuid.uuid4().hex[:12]}-{final_name}.tmp"
+
+
+class StagedFile:
+    """A binary file written in temp_reports/ and moved into place whole, or never.
+
+    When the final folder is on another filesystem (a symlink to a mount, say), the file is
+    staged beside its final place instead, so that the rename is always atomic. It is a
+    context manager: leaving the with block without publish() removes the staged file,
+    whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
+
+    def __init__(self, temp_folder: str, final_path: str, mode=None):
+        final_folder = os.path.dirname(final_path) or "."
+        self.mode = mode  # its permission bits whatever the umask, or None for FILE_MODE under the umask
+        folder = temp_folder if same_filesystem(temp_folder, final_folder) else final_folder
+        self.temp_path = os.path.join(folder, temp_name(os.path.basename(final_path)))
+        self.final_path = final_path
+        self.published = False
+        self.stream = open_new(self.temp_path, "w+b")
+
+    def __enter__(self) -> "StagedFile":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.published:
+            self.discard()
+
+    def publish(self) -> None:
+        """Flush and fsync the file, move it into place, and fsync its folder."""
+        self.stream.flush()
+        if self.mode is not None:
+            os.chmod(self.temp_path, self.mode)
+        os.fsync(self.stream.fileno())
+        self.stream.close()
+        os.replace(self.temp_path, self.final_path)
+        self.published = True
+        fsync_folder(os.path.dirname(self.final_path) or ".")
+
+    def discard(self) -> None:
+        """Remove the temp file, even when closing it fails (a full disk)."""
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        remove_quietly(self.temp_path)
+
+
+@contextlib.contextmanager
+def folder_lock(temp_folder: str, root: str):
+    """Hold the output folder's lock (in temp_folder) for a run; the OS drops it if the process dies."""
+    handle = open_new(os.path.join(temp_folder, LOCK_NAME), "a")
+    try:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            elif msvcrt is not None:  # pragma: no cover - Windows
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+                raise
+            raise FolderBusyError(
+                f"another run is using this folder ({os.path.abspath(root)}); stopping") from None
+        yield
+    finally:
+        handle.close()
+
+
+def clean_temp(folders) -> int:
+    """Delete this script's staged files (a killed run's, or this run's) from temp_reports/ and the
+    report folders (a folder on another filesystem stages beside its final place); return how many."""
+    removed = 0
+    for folder in folders:
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if TEMP_NAME.match(name):
+                remove_staged(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
+def remove_staged(path: str) -> None:
+    """Remove a staged file, or a staging folder of ours (a workbook library's temp files) whole."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        remove_quietly(path)
+
+
+def set_aside(path: str) -> str:
+    """Rename a damaged file to <name>.damaged (or .damaged-2, ...), never deleting it; return the new path."""
+    for number in range(1, 1000):
+        aside = f"{path}{DAMAGED_SUFFIX}{'' if number == 1 else f'-{number}'}"
+        if not os.path.lexists(aside):
+            os.replace(path, aside)
+            return aside
+    raise OSError(errno.EEXIST, f"too many damaged copies of {os.path.basename(path)}")
+
+
+# --- Weeks and names -----------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -598,11 +886,6 @@ def parse_report_name(name: str, local_time: bool = False):
     return ReportName(week, match["fingerprint"] or "", bool(match["partial"]), match["extension"])
 
 
-def temp_name(final_name: str) -> str:
-    """Name a staged file in temp_reports/ so that only this script's cleaner ever removes it."""
-    return f"wcr-{uuid.uuid4().hex[:12]}-{final_name}.tmp"
-
-
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Where a run's folders are, under one output folder."""
@@ -629,6 +912,11 @@ class Layout:
     @property
     def logs(self) -> str:
         return os.path.join(self.root, LOGS_DIR)
+
+    @property
+    def staging(self) -> tuple:
+        """The folders a staged file may be in: temp_reports/, or beside its final place."""
+        return self.temp, self.reports, self.csvs, self.workbooks
 
     def create(self) -> None:
         folders = [self.reports, self.csvs, self.temp, self.logs] + ([self.workbooks] if self.xlsx else [])
@@ -688,21 +976,6 @@ def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
         else:
             jobs.append(plan_job(week, settings, run_started, layout))
     return jobs, done
-
-
-def open_new(path: str, mode: str, **options):
-    """Open a new file with FILE_MODE under the umask (mkstemp would force 0600), never through a symlink."""
-    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if "a" in mode else os.O_EXCL)
-    flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
-    return open(os.open(path, flags, FILE_MODE), mode, **options)
-
-
-def remove_quietly(path: str) -> None:
-    """Delete a file if it is there."""
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 # --- Screen, log and secrets ---------------------------------------------------------
@@ -778,6 +1051,14 @@ def secret_forms(secret: str) -> set:
              repr(secret.encode("latin-1", "backslashreplace"))[2:-1]}
     forms |= {re.sub("%[0-9A-F]{2}", lambda match: match.group(0).lower(), form) for form in forms}
     return {form for form in forms if form}
+
+
+SECRET_LOOKING = re.compile(r"(?![a-z]+(?:[-_.][a-z]+)*\Z).{8,}\Z")  # not a word, nor a slug-like-this
+
+
+def secret_pieces(path: str) -> list:
+    """The pieces of a URL path that look like a secret (a key, a UUID), not like words."""
+    return [piece for piece in path.split("/") if SECRET_LOOKING.match(piece)]
 
 
 class SecretFilter(logging.Filter):
@@ -902,13 +1183,13 @@ class FileFormatter(logging.Formatter):
 
 
 def open_log(logs_folder: str, stamp: str):
-    """Create logs/weekly_report_<stamp>.log (-2, -3, ... if a run this second has one); never through
-    a symlink someone planted there."""
+    """Create logs/weekly_report_<stamp>.log (-2, -3, ... if a run this second has one), never through a
+    symlink someone planted there; return (its stream, its path)."""
     for number in range(1, 100):
         name = f"weekly_report_{stamp}{'' if number == 1 else f'-{number}'}.log"
         path = os.path.join(logs_folder, name)
         try:
-            return open_new(path, "w", encoding="utf-8", errors="backslashreplace")
+            return open_new(path, "w", encoding="utf-8", errors="backslashreplace"), path
         except FileExistsError:
             if os.path.islink(path):
                 raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
@@ -919,17 +1200,18 @@ def open_log(logs_folder: str, stamp: str):
     raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
-def prune_logs(logs_folder: str, keep: int) -> None:
-    """Keep the keep newest run logs (by the time in their names) and remove the older ones; only files
-    named as this script names its logs are ever touched, never a link or a folder."""
+def prune_logs(logs_folder: str, keep: int, this_log: str) -> None:
+    """Keep the keep newest run logs (by the time in their names; this run's is always one of them) and
+    remove the older ones; only files named as this script names its logs are ever touched, never a
+    link or a folder."""
     ours = []
     for entry in os.scandir(logs_folder):
         match = LOG_NAME.match(entry.name)
-        if match and entry.is_file(follow_symlinks=False):
+        if match and entry.is_file(follow_symlinks=False) and entry.name != os.path.basename(this_log):
             ours.append((match.group(1), int(match.group(2) or 1), entry.path))
     ours.sort(reverse=True)
     removed = 0
-    for _, _, path in ours[keep:]:
+    for _, _, path in ours[keep - 1:]:
         try:
             os.remove(path)
             removed += 1
@@ -961,11 +1243,11 @@ def warnings_logged():
 
 @contextlib.contextmanager
 def run_log(settings: Settings, clock, progress: Progress, secrets: SecretFilter):
-    """Log to logs/weekly_report_<timestamp>.log and to the screen while the block runs. The HTTP
-    library's own messages go to the log file only, redacted too (never raw onto the screen)."""
+    """Log to logs/weekly_report_<timestamp>.log (its path is yielded) and to the screen while the block
+    runs. The HTTP library's own messages go to the log file only, redacted too (never raw onto the screen)."""
     logs_folder = Layout(settings.output_dir).logs
     os.makedirs(logs_folder, mode=FOLDER_MODE, exist_ok=True)
-    stream = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
+    stream, path = open_log(logs_folder, clock.now().strftime("%Y%m%dT%H%M%SZ"))
     file_handler = LogFileHandler(stream, progress.write_line)
     file_handler.setFormatter(FileFormatter("%(asctime)s %(levelname)s %(message)s"))
     screen_handler = ProgressHandler(progress)
@@ -978,9 +1260,7 @@ def run_log(settings: Settings, clock, progress: Progress, secrets: SecretFilter
     log.setLevel(logging.INFO)
     log.propagate, library_propagates, library.propagate = False, library.propagate, False
     try:
-        if settings.keep_logs is not None:
-            prune_logs(logs_folder, settings.keep_logs)
-        yield
+        yield path
     finally:
         progress.finish()
         library.propagate = library_propagates
@@ -1138,28 +1418,11 @@ def watched(connection_class):
     return WatchedConnection
 
 
-def watched_pool_classes() -> dict:
-    """urllib3 pool classes, direct or through an http(s) proxy, whose connections are watched."""
-    class WatchedHTTPPool(urllib3.HTTPConnectionPool):
-        ConnectionCls = watched(urllib3.connection.HTTPConnection)
-
-    class WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-        ConnectionCls = watched(urllib3.connection.HTTPSConnection)
-
-    return {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
-
-
-def watched_socks_pool_classes() -> dict:
-    """The same for a SOCKS proxy (requests[socks]: urllib3.contrib.socks, which needs PySocks)."""
-    from urllib3.contrib import socks as socks_pools
-
-    class WatchedSOCKSPool(socks_pools.SOCKSHTTPConnectionPool):
-        ConnectionCls = watched(socks_pools.SOCKSConnection)
-
-    class WatchedSOCKSHTTPSPool(socks_pools.SOCKSHTTPSConnectionPool):
-        ConnectionCls = watched(socks_pools.SOCKSHTTPSConnection)
-
-    return {"http": WatchedSOCKSPool, "https": WatchedSOCKSHTTPSPool}
+def watched_pools(http_pool, https_pool) -> dict:
+    """urllib3 pool classes (direct, through an http(s) proxy, or SOCKS: urllib3.contrib.socks, which needs
+    PySocks) whose connections are watched."""
+    return {scheme: type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": watched(pool.ConnectionCls)})
+            for scheme, pool in (("http", http_pool), ("https", https_pool))}
 
 
 def make_session(workers: int):
@@ -1168,7 +1431,7 @@ def make_session(workers: int):
     nor reads its body (requests would read a redirect's body whole, however large).
 
     It keeps what users rely on from the environment: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE."""
-    pools = watched_pool_classes()
+    pools = watched_pools(urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool)
 
     class DeadlineAdapter(requests.adapters.HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
@@ -1178,7 +1441,8 @@ def make_session(workers: int):
         def proxy_manager_for(self, proxy, **proxy_kwargs):
             manager = super().proxy_manager_for(proxy, **proxy_kwargs)  # without PySocks: InvalidSchema
             if proxy.lower().startswith("socks"):
-                manager.pool_classes_by_scheme = watched_socks_pool_classes()
+                from urllib3.contrib import socks
+                manager.pool_classes_by_scheme = watched_pools(socks.SOCKSHTTPConnectionPool, socks.SOCKSHTTPSConnectionPool)
             else:
                 manager.pool_classes_by_scheme = pools
             return manager
@@ -1198,13 +1462,14 @@ class ByteBudget:
     """The bytes all answers in flight may hold together, run-wide, until each is processed.
 
     An answer that would pass the budget waits for room, except the oldest one, which may always
-    grow (to the page cap), so the run can never deadlock; a wait ends with the request's deadline."""
+    grow (to the page cap), so the run can never deadlock; a wait lasts no longer than the request's
+    deadline, nor than the run."""
 
-    def __init__(self, capacity: int):
-        self._capacity = capacity
+    def __init__(self, capacity: int, stop):
+        self._capacity, self._stop = capacity, stop
         self._held = {}  # ticket -> bytes held
         self._tickets = itertools.count()
-        self._changed = threading.Condition()
+        self._changed = stop.wakes(threading.Condition())
 
     @contextlib.contextmanager
     def hold(self):
@@ -1220,12 +1485,12 @@ class ByteBudget:
                 self._changed.notify_all()
 
     def _grow(self, ticket: int, count: int) -> None:
+        deadline = getattr(REQUEST_WATCH, "current", None)
         with self._changed:
-            while sum(self._held.values()) + count > self._capacity and ticket != min(self._held):
-                deadline = getattr(REQUEST_WATCH, "current", None)
-                if deadline is not None and deadline.expired:
-                    raise TransientError("timed out waiting for room in the memory budget of answers in flight")
-                self._changed.wait(0.05)
+            if not self._stop.wait_until(self._changed, lambda: sum(self._held.values()) + count <= self._capacity
+                                         or ticket == min(self._held), deadline.seconds if deadline else None):
+                self._stop.check()
+                raise TransientError("timed out waiting for room in the memory budget of answers in flight")
             self._held[ticket] += count
 
 
@@ -1283,9 +1548,6 @@ class Answer:
     headers: object
     body: bytearray
     is_login: bool = False
-
-
-# --- Network trouble in words --------------------------------------------------------
 
 
 def exception_chain(exc):
@@ -1397,6 +1659,132 @@ def network_errors() -> tuple:
             OSError, ValueError)  # ValueError: what an old urllib3 raises for a TLS proxy it cannot use
 
 
+# --- Tokens --------------------------------------------------------------------------
+
+
+def token_problem(token: str) -> str:
+    """What keeps a token from being sent as it should be ('' when nothing does): quotes or a
+    'Bearer ' kept from an env file, or a character an HTTP header cannot carry."""
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
+        return "is in quotes (docker --env-file and some .env files keep them): remove the quotes"
+    if token[:7].lower() == "bearer ":
+        return "starts with 'Bearer ': give the token alone"
+    for char in token:
+        if ord(char) > 0xFF:
+            return (f"holds {unicodedata.name(char, 'a character').lower()} (U+{ord(char):04X}), which an HTTP "
+                    "header cannot carry: was it cut short when it was copied?")
+        if unicodedata.category(char) == "Cc" or char.isspace():
+            return "holds a line break, a space or a control character: copy it again, as one line"
+    return ""
+
+
+class TokenBroker:
+    """Hands all workers one token, and moves to the next source when the gateway rejects it.
+
+    Sources in order: QUALYS_TOKEN, the in-script EMBEDDED_TOKEN, then a login with
+    QUALYS_USERNAME/QUALYS_PASSWORD, repeated whenever a login token expires. A fresh
+    login token that is refused before any page used it (it may have expired during a
+    long wait) leads to another login, at most MAX_REFUSED_LOGINS times in a row.
+    """
+
+    def __init__(self, *, sources, login, clock, remember_secret):
+        self._sources = [(label, token) for label, token in sources if token]
+        self._login = login  # None without credentials
+        self._clock = clock
+        self._remember_secret = remember_secret
+        self._lock = threading.Lock()
+        self._token = None
+        self._current_label = ""
+        self._from_login = False
+        self._login_time = 0.0
+        self._proven = False
+        self._refused_logins = 0
+        self._failures = []
+        self._unusable = []  # sources whose token could not even be sent
+        self._error = None
+
+    def current(self) -> str:
+        """Return the token to use now, logging in if needed; raise AuthError if none is left."""
+        with self._lock:
+            if self._error:
+                raise self._error
+            if self._token is None:
+                self._advance()
+            elif self._from_login and self._clock.monotonic() - self._login_time > LOGIN_MAX_AGE_SECONDS:
+                log.info("The login token is close to its 4-hour lifetime; logging in again")
+                self._log_in()
+            return self._token
+
+    def accepted(self, token: str) -> None:
+        """Note that the gateway accepted this token."""
+        with self._lock:
+            if token == self._token:
+                self._proven = True
+                self._refused_logins = 0
+
+    def rejected(self, token: str, reason: str) -> None:
+        """Move past a rejected token; only the first worker to report it does the work."""
+        with self._lock:
+            if self._error:
+                raise self._error
+            if token != self._token:
+                return
+            log.warning("The gateway rejected the token from %s: %s", self._source_label(), reason)
+            self._failures = (self._failures + [f"{self._source_label()}: {reason}"])[-4:]
+            if not self._from_login:
+                self._advance()
+                return
+            if not self._proven:
+                self._refused_logins += 1
+                if self._refused_logins >= MAX_REFUSED_LOGINS:
+                    self._error = AuthError(f"the gateway refused {self._refused_logins} fresh login tokens "
+                                            f"in a row, the last with {reason}")
+                    raise self._error
+            self._log_in()  # a login token that worked has expired, or one expired before its first use
+
+    def _source_label(self) -> str:
+        return "the login" if self._from_login else self._current_label
+
+    def _advance(self) -> None:
+        while self._sources:
+            label, token = self._sources.pop(0)
+            problem = token_problem(token)
+            if problem:  # never sent: one line, then the next source
+                log.warning("The token from %s cannot be used: it %s", label, problem)
+                self._unusable.append(f"{label} {problem}")
+                continue
+            log.info("Using the token from %s", label)
+            self._token, self._current_label, self._from_login, self._proven = token, label, False, False
+            return
+        if self._login and not self._from_login:
+            self._log_in()
+            return
+        self._error = AuthError(self._failure_message())
+        raise self._error
+
+    def _log_in(self) -> None:
+        try:
+            token = self._login()
+        except AuthError as exc:
+            self._error = exc
+            raise
+        self._remember_secret(token)
+        self._token, self._from_login, self._proven = token, True, False
+        self._login_time = self._clock.monotonic()
+
+    def _failure_message(self) -> str:
+        unusable = "; ".join(self._unusable)
+        if not self._failures:
+            return (f"no usable token ({unusable})" if unusable else "no token") + (
+                ": set QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD, or paste a token into EMBEDDED_TOKEN "
+                "in the script")
+        return ("the gateway refused every token (" + "; ".join(self._failures) + (f"; {unusable}" if unusable else "")
+                + "). Set a fresh QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
+
+
+# --- Throughput ----------------------------------------------------------------------
+
+
 def header_number(headers, name: str):
     """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
     value = headers.get(name)
@@ -1405,9 +1793,6 @@ def header_number(headers, name: str):
     except (TypeError, ValueError):
         return None
     return number if number is not None and math.isfinite(number) else None
-
-
-# --- Throughput ----------------------------------------------------------------------
 
 
 class Pacer:
@@ -1563,28 +1948,34 @@ class Throughput:
     IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) pages in flight
     ONE_PAGE_AT_A_TIME = True  # the first of many answers that came at once is done first, not all late
 
-    def __init__(self, clock, ceiling: int, cap_seconds: float):
-        self.clock, self.ceiling = clock, ceiling
+    def __init__(self, clock, ceiling: int, cap_seconds: float, stop=None):
+        self.clock, self.ceiling, self.stop = clock, ceiling, stop or Stop()
         self.pacer = Pacer(clock, cap_seconds)
         self.answer_seconds, self.processing_seconds = Average(), Average()
-        self._turn = threading.Lock()
+        self._turn, self._busy = self.stop.wakes(threading.Condition()), False
 
     def answered(self, seconds: float) -> None:
         """An answer came, seconds after its request was sent."""
         self.answer_seconds.add(seconds)
 
     @contextlib.contextmanager
-    def processing(self, check_stop):
+    def processing(self):
         """Process one page (one at a time, waiting no longer than the run lasts), measured in CPU time."""
-        while self.ONE_PAGE_AT_A_TIME and not self._turn.acquire(timeout=0.1):
-            check_stop()
+        one = self.ONE_PAGE_AT_A_TIME
+        if one:
+            with self._turn:
+                self.stop.wait_until(self._turn, lambda: not self._busy)
+                self.stop.check()
+                self._busy = True
         try:
             started = self.clock.thread_cpu()
             yield
             self.processing_seconds.add(self.clock.thread_cpu() - started)
         finally:
-            if self.ONE_PAGE_AT_A_TIME:
-                self._turn.release()
+            if one:
+                with self._turn:
+                    self._busy = False
+                    self._turn.notify()
 
     def wanted(self) -> int:
         """The pages to keep in flight now, by the gateway's numbers and this run's."""
@@ -1601,7 +1992,79 @@ class Throughput:
         return bounds if len(bounds) >= 2 else []
 
 
-# --- Tokens --------------------------------------------------------------------------
+# --- Gateway client ------------------------------------------------------------------
+
+
+def gateway_message(answer, redact) -> str:
+    """The gateway's own short error text (its message or error field), redacted first, then cut.
+
+    Bodies of 401/403 answers and of logins are never quoted beyond those two fields."""
+    raw = bytes(answer.body[:65536]).decode("utf-8", "replace")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        text = next((value for value in (body.get("message"), body.get("error"))
+                     if isinstance(value, str) and value.strip()), "")
+    elif answer.status in TOKEN_STATUSES or answer.is_login:
+        text = ""
+    else:
+        text = raw or answer.reason or ""
+    return shorten(redact(text))
+
+
+KEYSET_CURSOR = re.compile(r"updated\s*>=\s*\d+(\s+and\s+not\s+uuid\s*:\s*\[[^\]]*\])?\Z", re.IGNORECASE)
+
+
+def reusable_cursor(cursor) -> bool:
+    """Whether a cursor is the documented keyset clause (updated>=N AND not uuid: [...]): the gateway
+    only ANDs it with the filter, so it goes on exactly over a narrower range of the same filter.
+    Any other (opaque) cursor is used only as it was given."""
+    return bool(cursor) and bool(KEYSET_CURSOR.match(cursor.strip()))
+
+
+def next_cursor(headers):
+    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
+
+    A Link that names a next page whose URL cannot be read fails the page: stopping there
+    would mark a week done that is not known to be complete."""
+    header = (headers.get("Link") or "").strip()
+    if not header or header.lower() == "null":
+        return None
+    try:
+        for link in requests.utils.parse_header_links(header):
+            if "next" in str(link.get("rel", "")).lower().split():
+                values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
+                cursor = values[0].strip() if values else ""
+                return cursor if cursor and cursor.lower() != "null" else None
+    except ValueError:
+        if "paginationquery" in header.lower():
+            raise PageUndecodable("the gateway's Link header names a next page that cannot be read: "
+                                  f"{shorten(header, 120)!r}") from None
+    return None
+
+
+def redirect_target(answer, redact) -> str:
+    """Where a redirect points, as it can be shown."""
+    return shorten(redact(answer.headers.get("Location") or "nowhere (no Location header)"), 120)
+
+
+def check_status(answer, route: Route, redact, now: dt.datetime) -> None:
+    """Raise what a list answer's status means, unless it is a page (2xx) or a refused token."""
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    if status == 429:
+        raise RateLimited(*rate_limit_wait(answer.headers, now))
+    if status in RETRYABLE_STATUSES:
+        raise TransientError(f"HTTP {status}")
+    if status == 407:
+        raise GatewayUnreachable(describe_proxy_trouble("failed: 407", route).reason)
+    if 300 <= status < 400:
+        raise WeekFailed(f"HTTP {status}: the gateway redirects to {redirect_target(answer, redact)}, which is not "
+                         "followed (is GATEWAY the API gateway? see the README's table)")
+    raise WeekFailed(f"HTTP {status} {gateway_message(answer, redact)}".rstrip())
 
 
 def rate_limit_wait(headers, now: dt.datetime):
@@ -1626,124 +2089,299 @@ def rate_limit_wait(headers, now: dt.datetime):
     return 60.0, "no wait header"
 
 
-def token_problem(token: str) -> str:
-    """What keeps a token from being sent as it should be ('' when nothing does): quotes or a
-    'Bearer ' kept from an env file, or a character an HTTP header cannot carry."""
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
-        return "is in quotes (docker --env-file and some .env files keep them): remove the quotes"
-    if token[:7].lower() == "bearer ":
-        return "starts with 'Bearer ': give the token alone"
-    for char in token:
-        if ord(char) > 0xFF:
-            return (f"holds {unicodedata.name(char, 'a character').lower()} (U+{ord(char):04X}), which an HTTP "
-                    "header cannot carry: was it cut short when it was copied?")
-        if unicodedata.category(char) == "Cc" or char.isspace():
-            return "holds a line break, a space or a control character: copy it again, as one line"
-    return ""
+def login_token(answer, auth_url: str, redact, now: dt.datetime) -> str:
+    """The JWT a login answered with; raise what the answer means when it is none."""
+    status, body = answer.status, bytes(answer.body).strip()
+    if status == 429:
+        raise RateLimited(*rate_limit_wait(answer.headers, now))
+    if 300 <= status < 400:
+        raise WrongGateway(f"the login at {auth_url} answered HTTP {status}, a redirect to "
+                           f"{redirect_target(answer, redact)}: this URL is probably not the API gateway "
+                           "(see the README's table)")
+    if status in RETRYABLE_STATUSES or (200 <= status < 300 and not body):
+        raise TransientError(f"HTTP {status}" + (" without a token in its body" if status < 300 else ""))
+    if not 200 <= status < 300:
+        raise AuthError(f"login failed: HTTP {status} {gateway_message(answer, redact)}".rstrip()
+                        + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
+    token = body.decode("utf-8", "replace")
+    if len(body) > MAX_TOKEN_BYTES or token_problem(token):
+        kind = "an HTML page" if body[:1] == b"<" or "html" in answer.headers.get("Content-Type", "") else "text"
+        raise AuthError(f"the login at {auth_url} answered HTTP {status} with {kind}, not a token: the URL is "
+                        "probably the Qualys UI or a single-sign-on page, not the API gateway (see the README's table)")
+    return token
 
 
-class TokenBroker:
-    """Hands all workers one token, and moves to the next source when the gateway rejects it.
+class GatewayClock:
+    """The gateway's clock, as the Date headers of its answers tell it, beside this machine's."""
 
-    Sources in order: QUALYS_TOKEN, the in-script EMBEDDED_TOKEN, then a login with
-    QUALYS_USERNAME/QUALYS_PASSWORD, repeated whenever a login token expires. A fresh
-    login token that is refused before any page used it (it may have expired during a
-    long wait) leads to another login, at most MAX_REFUSED_LOGINS times in a row.
-    """
-
-    def __init__(self, *, sources, login, clock, remember_secret):
-        self._sources = [(label, token) for label, token in sources if token]
-        self._login = login  # None without credentials
+    def __init__(self, clock):
         self._clock = clock
-        self._remember_secret = remember_secret
         self._lock = threading.Lock()
-        self._token = None
-        self._current_label = ""
-        self._from_login = False
-        self._login_time = 0.0
-        self._proven = False
-        self._refused_logins = 0
-        self._failures = []
-        self._unusable = []  # sources whose token could not even be sent
-        self._error = None
+        self._offset = None  # the gateway's time minus this machine's, from the latest dated answer
+        self._said = False
 
-    def current(self) -> str:
-        """Return the token to use now, logging in if needed; raise AuthError if none is left."""
-        with self._lock:
-            if self._error:
-                raise self._error
-            if self._token is None:
-                self._advance()
-            elif self._from_login and self._clock.monotonic() - self._login_time > LOGIN_MAX_AGE_SECONDS:
-                log.info("The login token is close to its 4-hour lifetime; logging in again")
-                self._log_in()
-            return self._token
-
-    def accepted(self, token: str) -> None:
-        """Note that the gateway accepted this token."""
-        with self._lock:
-            if token == self._token:
-                self._proven = True
-                self._refused_logins = 0
-
-    def rejected(self, token: str, reason: str) -> None:
-        """Move past a rejected token; only the first worker to report it does the work."""
-        with self._lock:
-            if self._error:
-                raise self._error
-            if token != self._token:
-                return
-            log.warning("The gateway rejected the token from %s: %s", self._source_label(), reason)
-            self._failures = (self._failures + [f"{self._source_label()}: {reason}"])[-4:]
-            if not self._from_login:
-                self._advance()
-                return
-            if not self._proven:
-                self._refused_logins += 1
-                if self._refused_logins >= MAX_REFUSED_LOGINS:
-                    self._error = AuthError(f"the gateway refused {self._refused_logins} fresh login tokens "
-                                            f"in a row, the last with {reason}")
-                    raise self._error
-            self._log_in()  # a login token that worked has expired, or one expired before its first use
-
-    def _source_label(self) -> str:
-        return "the login" if self._from_login else self._current_label
-
-    def _advance(self) -> None:
-        while self._sources:
-            label, token = self._sources.pop(0)
-            problem = token_problem(token)
-            if problem:  # never sent: one line, then the next source
-                log.warning("The token from %s cannot be used: it %s", label, problem)
-                self._unusable.append(f"{label} {problem}")
-                continue
-            log.info("Using the token from %s", label)
-            self._token, self._current_label, self._from_login, self._proven = token, label, False, False
+    def saw(self, date_header) -> None:
+        """Learn from one answer's Date header; say once when the two clocks disagree."""
+        when = http_date(date_header)
+        if when is None:
             return
-        if self._login and not self._from_login:
-            self._log_in()
-            return
-        self._error = AuthError(self._failure_message())
-        raise self._error
+        local = self._clock.now()
+        with self._lock:
+            self._offset = when - local
+            say, self._said = not self._said and abs(self._offset) > CLOCK_SKEW_WARNING, True
+        if say:
+            log.warning("This machine's clock (%s) and the gateway's (%s) disagree by %s: a week is final only "
+                        "once it ended 24 hours before both", local.strftime("%Y-%m-%d %H:%M UTC"),
+                        when.strftime("%Y-%m-%d %H:%M UTC"), describe_duration(abs(self._offset)))
 
-    def _log_in(self) -> None:
+    def now(self):
+        """The gateway's time now, or None before any answer told it."""
+        with self._lock:
+            offset = self._offset
+        return None if offset is None else self._clock.now() + offset
+
+
+def page_text(body) -> str:
+    """Decode a page as UTF-8: a byte-order mark is dropped, bytes that are not UTF-8 become U+FFFD."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        log.warning("A page held bytes that are not UTF-8; they were replaced by U+FFFD")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+class GatewayClient:
+    """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
+
+    def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, throughput=None, rng=None):
+        self.route = Route.to(settings.gateway + API_PATH)
+        self.list_url = settings.gateway + API_PATH
+        self.details_url = settings.gateway + DETAILS_PATH
+        self.auth_url = settings.gateway + AUTH_PATH
+        self.session = session
+        self.clock = clock
+        self.policy = settings.policy
+        self.rng = rng or random.Random()
+        self.progress = progress
+        self.redact = secrets.redact
+        self.stop = stop
+        self.throughput = throughput or Throughput(clock, settings.workers, self.policy.max_rate_limit_wait_seconds,
+                                                   stop)
+        self.pacer = self.throughput.pacer
+        self.details_pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)  # its endpoint's own limit
+        self.watch = RequestWatch()
+        stop.on_stop(self.watch.abort_all)
+        self.budget = ByteBudget(self.policy.max_bytes_in_flight, stop)
+        self._gate, self._probing = stop.wakes(threading.Condition()), False  # one request finds out (below)
+        login = None
+        if settings.username and settings.password:
+            login = functools.partial(self.log_in, settings.username, settings.password)
+        sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
+        self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
+        self.gateway_clock = GatewayClock(clock)
+        self.answered = False  # has the gateway answered anything in this run?
+
+    def fetch_page(self, query: str, cursor, label: str, consume):
+        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
+
+        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
+        params = {"filter": query, "limit": PAGE_LIMIT}
+        if cursor:
+            params["paginationQuery"] = cursor
+        with self._until_answered(), self._fatal_stops_the_run():
+            return self._with_retries(functools.partial(self._try_once, params, consume), f"Week {label}", self.pacer)
+
+    def _with_retries(self, once, what: str, pacer):
+        """Call once through the retry loop (retried): a 429 waits as the gateway asks (held by pacer, at
+        most an hour in all); a request that keeps failing fails its week (WeekFailed), or the run when
+        the gateway never answered and cannot be reached (GatewayUnreachable)."""
+        limit_waited = [0.0]
+
+        def after_rate_limit(exc: RateLimited) -> None:
+            limit_waited[0] = self._after_rate_limit(exc, what, limit_waited[0], pacer)
+
+        def checked():
+            self.stop.check()  # a request cut off because the run is stopping is not worth a retry
+            return once()
+        return retried(checked, what, self.policy, rng=self.rng, wait=lambda seconds: self._wait(seconds, "retry"),
+                       give_up=self._gave_up, on_rate_limit=after_rate_limit)
+
+    def _gave_up(self, trouble: TransientError, attempts: int) -> ReportError:
+        if trouble.unreachable and not self.answered:
+            return GatewayUnreachable(trouble.unreachable)
+        return WeekFailed(f"{trouble} (gave up after {plural(attempts, 'attempt')})")
+
+    @contextlib.contextmanager
+    def _fatal_stops_the_run(self):
+        """What no retry can help (no token left, a gateway that cannot be reached or is the wrong one)
+        stops the other workers before they send."""
         try:
-            token = self._login()
-        except AuthError as exc:
-            self._error = exc
+            yield
+        except STOPS_THE_RUN as exc:
+            self.stop(exc)
             raise
-        self._remember_secret(token)
-        self._token, self._from_login, self._proven = token, True, False
-        self._login_time = self._clock.monotonic()
 
-    def _failure_message(self) -> str:
-        unusable = "; ".join(self._unusable)
-        if not self._failures:
-            return (f"no usable token ({unusable})" if unusable else "no token") + (
-                ": set QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD, or paste a token into EMBEDDED_TOKEN "
-                "in the script")
-        return ("the gateway refused every token (" + "; ".join(self._failures) + (f"; {unusable}" if unusable else "")
-                + "). Set a fresh QUALYS_TOKEN, or QUALYS_USERNAME and QUALYS_PASSWORD for a login")
+    @contextlib.contextmanager
+    def _until_answered(self):
+        """Until the gateway has answered once, let one request (and its retries) find out whether it
+        can be reached at all, while the others wait: a gateway that cannot be costs a few lines."""
+        with self._gate:
+            self.stop.wait_until(self._gate, lambda: self.answered or not self._probing)
+            self.stop.check()
+            held = self._probing = not self.answered
+        try:
+            yield
+        finally:
+            if held:
+                with self._gate:
+                    self._probing = False
+                    self._gate.notify_all()
+
+    def _heard(self) -> None:
+        """The gateway answered: whoever waits to find out whether it can be reached goes on."""
+        if not self.answered:
+            with self._gate:
+                self.answered = True
+                self._gate.notify_all()
+
+    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer) -> float:
+        wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
+        waited += wait
+        if waited > self.policy.max_total_rate_limit_wait_seconds:
+            raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
+        log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
+        pacer.hold(wait)
+        self._wait(wait, "rate limit")
+        return waited
+
+    def _wait(self, seconds: float, why: str) -> None:
+        self.progress.waiting(seconds, why)
+        try:
+            self.clock.sleep(seconds, self.stop)
+        finally:
+            self.progress.waiting(0, "")
+        self.stop.check()
+
+    def _try_once(self, params, consume):
+        sent_at = self.pacer.wait_turn(self.stop)
+        self.stop.check()
+        token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
+        with self.budget.hold() as grow:  # the answer's bytes count until processed
+            started = self.clock.monotonic()
+            answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token),
+                               grow=grow)
+            self.throughput.answered(self.clock.monotonic() - started)
+            self.pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
+            if answer.status in TOKEN_STATUSES:
+                self.tokens.rejected(token, f"HTTP {answer.status} {gateway_message(answer, self.redact)}".rstrip())
+                raise TokenRejected()
+            check_status(answer, self.route, self.redact, self.clock.now())
+            self.tokens.accepted(token)
+            with self.throughput.processing():
+                return self._page(answer, consume)
+
+    def _page(self, answer, consume):
+        """Pass a page's text to consume; return (consume's result, the next cursor)."""
+        if answer.status == 204:
+            return consume(None), None
+        cursor = next_cursor(answer.headers)
+        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
+        try:
+            return consume(text), cursor
+        except NotAPage as exc:  # what the gateway said, redacted before it is cut
+            said = shorten(self.redact(exc.gateway_text), 200)
+            raise TransientError(f"{exc}{': ' + said if said else ''}") from None
+
+    def send(self, method: str, url: str, grow=None, **options) -> Answer:
+        """One HTTP exchange, its body read whole (a redirect's never), all under one deadline;
+        network trouble is transient, unless no retry can help (GatewayUnreachable at once)."""
+        with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
+            try:
+                response = self.session.request(  # each read's own timeout is only a backstop to the deadline
+                    method, url, stream=True, allow_redirects=False,
+                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
+                if response.status_code != 407:  # a 407 is the proxy's
+                    self._heard()
+                self.gateway_clock.saw(response.headers.get("Date"))
+                try:
+                    redirect = 300 <= response.status_code < 400
+                    body = bytearray() if redirect else read_body(response, self.policy.max_page_bytes, grow)
+                finally:
+                    response.close()
+            except network_errors() as exc:
+                raise self._network_problem(exc, deadline) from None
+            if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
+                raise self._network_problem(None, deadline)
+            if not deadline.attached:
+                self.watch.answered_unwatched(deadline)
+        return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
+
+    def _network_problem(self, exc, deadline) -> ReportError:
+        if deadline.expired:
+            return TransientError(f"timed out: no whole answer within --read_timeout "
+                                  f"({self.policy.read_timeout_seconds:g}s)")
+        trouble = network_trouble(exc, self.route, self.clock.now())
+        if trouble.fatal:
+            return GatewayUnreachable(trouble.reason)
+        timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
+        problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
+                                 f"({type(exc).__name__}{': ' + trouble.reason if trouble.reason else ''})")
+        problem.unreachable = trouble.reason
+        return problem
+
+    def fetch_details(self, sha: str, consume):
+        """Fetch one container's vulnerability details and return what consume makes of their text, or
+        None when the container is gone (404). Paced by the details endpoint's own rate limit, never the
+        list's; 5xx, 429, network trouble and text consume cannot read are retried like a page; 403
+        stops the run (KnowledgeRefused)."""
+        url = self.details_url.format(sha=quote(sha, safe=""))
+        with self._fatal_stops_the_run():
+            return self._with_retries(functools.partial(self._details_once, url, consume),
+                                      f"Vulnerability details of container {sha[:12]}", self.details_pacer)
+
+    def _details_once(self, url: str, consume):
+        sent_at = self.details_pacer.wait_turn(self.stop)
+        self.stop.check()
+        token = self.tokens.current()
+        with self.budget.hold() as grow:
+            answer = self.send("GET", url, headers=REQUEST_HEADERS, auth=BearerAuth(token), grow=grow)
+            self.details_pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
+            return self._details(answer, token, consume)
+
+    def _details(self, answer: Answer, token: str, consume):
+        if answer.status == 401:
+            self.tokens.rejected(token, f"HTTP 401 {gateway_message(answer, self.redact)}".rstrip())
+            raise TokenRejected()
+        if answer.status == 403:
+            said = gateway_message(answer, self.redact)
+            raise KnowledgeRefused(
+                f"the gateway refused vulnerability details (HTTP 403 on {DETAILS_PATH}{': ' + said if said else ''}): "
+                "the token's user may list containers but not read their vulnerability details. Ask your Qualys "
+                "admin to give that user the Container Security permission to view vulnerability details, or "
+                f"leave out the columns {', '.join(KNOWLEDGE_COLUMNS)}")
+        if answer.status in (204, 404):
+            return None  # the container is gone (purged since the list named it)
+        check_status(answer, self.route, self.redact, self.clock.now())
+        self.tokens.accepted(token)
+        return consume(page_text(answer.body))
+
+    def log_in(self, username: str, password: str) -> str:
+        """POST /auth and return the JWT; raise AuthError for refused credentials or an answer that
+        is no token, WrongGateway for a redirect. 5xx and network trouble are retried like any page,
+        a 429 is waited out like a page's; when the retries run out the week fails (or, if the
+        gateway never answered, the run stops)."""
+        try:
+            token = self._with_retries(functools.partial(self._log_in_once, username, password), "Login", self.pacer)
+        except WeekFailed as failure:
+            raise WeekFailed(f"login failed: {failure}") from None
+        log.info("Logged in as QUALYS_USERNAME")
+        return token
+
+    def _log_in_once(self, username: str, password: str) -> str:
+        answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
+                           data={"username": username, "password": password, "token": "true"})
+        return login_token(answer, self.auth_url, self.redact, self.clock.now())
 
 
 # --- Reading pages -------------------------------------------------------------------
@@ -1772,8 +2410,6 @@ def reject_constant(name: str):
 STRICT_JSON = json.JSONDecoder(parse_float=exact_float, parse_constant=reject_constant)
 LENIENT_JSON = json.JSONDecoder(parse_float=exact_float, parse_int=exact_int, parse_constant=reject_constant)
 JSON_SPACE = re.compile(r"[ \t\n\r]*")
-EPOCH_MS_TEXT = re.compile(r"-?\d{1,18}\Z")
-KEYSET_CURSOR = re.compile(r"updated\s*>=\s*\d+(\s+and\s+not\s+uuid\s*:\s*\[[^\]]*\])?\Z", re.IGNORECASE)
 
 
 def decode_at(text: str, position: int):
@@ -1858,16 +2494,6 @@ def walk_data(text: str, position: int):
     return position + 1
 
 
-def page_text(body) -> str:
-    """Decode a page as UTF-8: a byte-order mark is dropped, bytes that are not UTF-8 become U+FFFD."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        text = body.decode("utf-8", "replace")
-        log.warning("A page held bytes that are not UTF-8; they were replaced by U+FFFD")
-    return text[1:] if text.startswith("\ufeff") else text
-
-
 def compact_json(value) -> str:
     """Render a decoded value as compact JSON with sorted keys; deep values without recursion."""
     try:
@@ -1950,1027 +2576,7 @@ def read_report(path: str):
     yield from containers
 
 
-
-
-# --- The gateway's clock -------------------------------------------------------------
-
-
-def http_date(value):
-    """An HTTP Date header as an aware UTC datetime, or None when absent or unreadable."""
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip()) if value else None
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None or when.year < 2000:  # no answer of today's gateway is dated in the last century
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
-
-class GatewayClock:
-    """The gateway's clock, as the Date headers of its answers tell it, beside this machine's."""
-
-    def __init__(self, clock):
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._offset = None  # the gateway's time minus this machine's, from the latest dated answer
-        self._said = False
-
-    def saw(self, date_header) -> None:
-        """Learn from one answer's Date header; say once when the two clocks disagree."""
-        when = http_date(date_header)
-        if when is None:
-            return
-        local = self._clock.now()
-        with self._lock:
-            self._offset = when - local
-            say, self._said = not self._said and abs(self._offset) > CLOCK_SKEW_WARNING, True
-        if say:
-            log.warning("This machine's clock (%s) and the gateway's (%s) disagree by %s: a week is final only "
-                        "once it ended 24 hours before both", local.strftime("%Y-%m-%d %H:%M UTC"),
-                        when.strftime("%Y-%m-%d %H:%M UTC"), describe_duration(abs(self._offset)))
-
-    def now(self):
-        """The gateway's time now, or None before any answer told it."""
-        with self._lock:
-            offset = self._offset
-        return None if offset is None else self._clock.now() + offset
-
-
-def describe_duration(span: dt.timedelta) -> str:
-    """Say a length of time the way a person would: '31 days', '7 minutes'."""
-    seconds = span.total_seconds()
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            return plural(int(seconds // size), unit)
-    return plural(int(seconds), "second")
-
-
-# --- What an answer means ------------------------------------------------------------
-
-
-def gateway_message(answer, redact) -> str:
-    """The gateway's own short error text (its message or error field), redacted first, then cut.
-
-    Bodies of 401/403 answers and of logins are never quoted beyond those two fields."""
-    raw = bytes(answer.body[:65536]).decode("utf-8", "replace")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        text = next((value for value in (body.get("message"), body.get("error"))
-                     if isinstance(value, str) and value.strip()), "")
-    elif answer.status in TOKEN_STATUSES or answer.is_login:
-        text = ""
-    else:
-        text = raw or answer.reason or ""
-    return shorten(redact(text))
-
-
-def reusable_cursor(cursor) -> bool:
-    """Whether a cursor is the documented keyset clause (updated>=N AND not uuid: [...]): the gateway
-    only ANDs it with the filter, so it goes on exactly over a narrower range of the same filter.
-    Any other (opaque) cursor is used only as it was given."""
-    return bool(cursor) and bool(KEYSET_CURSOR.match(cursor.strip()))
-
-
-def next_cursor(headers):
-    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
-
-    A Link that names a next page whose URL cannot be read fails the page: stopping there
-    would mark a week done that is not known to be complete."""
-    header = (headers.get("Link") or "").strip()
-    if not header or header.lower() == "null":
-        return None
-    try:
-        for link in requests.utils.parse_header_links(header):
-            if "next" in str(link.get("rel", "")).lower().split():
-                values = parse_qs(urlsplit(link.get("url", "")).query).get("paginationQuery")
-                cursor = values[0].strip() if values else ""
-                return cursor if cursor and cursor.lower() != "null" else None
-    except ValueError:
-        if "paginationquery" in header.lower():
-            raise PageUndecodable("the gateway's Link header names a next page that cannot be read: "
-                                  f"{shorten(header, 120)!r}") from None
-    return None
-
-
-def redirect_target(answer, redact) -> str:
-    """Where a redirect points, as it can be shown."""
-    return shorten(redact(answer.headers.get("Location") or "nowhere (no Location header)"), 120)
-
-
-def check_status(answer, route: Route, redact, now: dt.datetime) -> None:
-    """Raise what a list answer's status means, unless it is a page (2xx) or a refused token."""
-    status = answer.status
-    if 200 <= status < 300:
-        return
-    if status == 429:
-        raise RateLimited(*rate_limit_wait(answer.headers, now))
-    if status in RETRYABLE_STATUSES:
-        raise TransientError(f"HTTP {status}")
-    if status == 407:
-        raise GatewayUnreachable(describe_proxy_trouble("failed: 407", route).reason)
-    if 300 <= status < 400:
-        raise WeekFailed(f"HTTP {status}: the gateway redirects to {redirect_target(answer, redact)}, which is not "
-                         "followed (is GATEWAY the API gateway? see the README's table)")
-    raise WeekFailed(f"HTTP {status} {gateway_message(answer, redact)}".rstrip())
-
-
-def details_vulns(text: str) -> list:
-    """The vulnerabilities in a details answer, wherever its shape puts them: details.vulns and
-    details.driftVulns (as documented), vulns at the top level, details as a list, or under data.
-    An answer that holds none of these is no details answer: TransientError."""
-    body, end = decode_at(text, skip_space(text, 0))
-    if skip_space(text, end) != len(text):
-        raise TransientError("the details answer has data after its JSON")
-    found, pending, shaped = [], [(body, 0)], False
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, list):
-            found += [item for item in value if isinstance(item, dict) and "qid" in item]
-            shaped = True
-        elif isinstance(value, dict) and depth < 3:
-            for key in ("data", "details", "vulns", "driftVulns"):
-                if key in value:
-                    shaped = shaped or key != "data"  # details or vulns named, even if null
-                    pending.append((value[key], depth + 1))
-    if not shaped:
-        raise TransientError("the answer holds no vulnerability details (no details or vulns)")
-    return found
-
-
-def login_token(answer, auth_url: str, redact, now: dt.datetime) -> str:
-    """The JWT a login answered with; raise what the answer means when it is none."""
-    status, body = answer.status, bytes(answer.body).strip()
-    if status == 429:
-        raise RateLimited(*rate_limit_wait(answer.headers, now))
-    if 300 <= status < 400:
-        raise WrongGateway(f"the login at {auth_url} answered HTTP {status}, a redirect to "
-                           f"{redirect_target(answer, redact)}: this URL is probably not the API gateway "
-                           "(see the README's table)")
-    if status in RETRYABLE_STATUSES or (200 <= status < 300 and not body):
-        raise TransientError(f"HTTP {status}" + (" without a token in its body" if status < 300 else ""))
-    if not 200 <= status < 300:
-        raise AuthError(f"login failed: HTTP {status} {gateway_message(answer, redact)}".rstrip()
-                        + " (check QUALYS_USERNAME and QUALYS_PASSWORD)")
-    token = body.decode("utf-8", "replace")
-    if len(body) > MAX_TOKEN_BYTES or token_problem(token):
-        kind = "an HTML page" if body[:1] == b"<" or "html" in answer.headers.get("Content-Type", "") else "text"
-        raise AuthError(f"the login at {auth_url} answered HTTP {status} with {kind}, not a token: the URL is "
-                        "probably the Qualys UI or a single-sign-on page, not the API gateway (see the README's table)")
-    return token
-
-
-# --- Gateway client ------------------------------------------------------------------
-
-
-class GatewayClient:
-    """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
-
-    def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, rng=None):
-        self.route = Route.to(settings.gateway + API_PATH)
-        self.list_url = settings.gateway + API_PATH
-        self.details_url = settings.gateway + DETAILS_PATH
-        self.auth_url = settings.gateway + AUTH_PATH
-        self.session = session
-        self.clock = clock
-        self.policy = settings.policy
-        self.rng = rng or random.Random()
-        self.progress = progress
-        self.redact = secrets.redact
-        self.stop = stop
-        self.throughput = Throughput(clock, settings.workers, self.policy.max_rate_limit_wait_seconds)
-        self.pacer = self.throughput.pacer
-        self.details_pacer = Pacer(clock, self.policy.max_rate_limit_wait_seconds)  # its endpoint's own limit
-        self.watch = RequestWatch()
-        self.budget = ByteBudget(self.policy.max_bytes_in_flight)
-        self._probe = threading.Lock()  # until the gateway has answered once, one request finds out
-        login = None
-        if settings.username and settings.password:
-            login = functools.partial(self.log_in, settings.username, settings.password)
-        sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
-        self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
-        self.gateway_clock = GatewayClock(clock)
-        self.answered = False  # has the gateway answered anything in this run?
-
-    def fetch_page(self, query: str, cursor, label: str, consume):
-        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
-
-        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
-        params = {"filter": query, "limit": PAGE_LIMIT}
-        if cursor:
-            params["paginationQuery"] = cursor
-        with self._until_answered(), self._fatal_stops_the_run():
-            return self._with_retries(functools.partial(self._try_once, params, consume), f"Week {label}", self.pacer)
-
-    def _with_retries(self, once, what: str, pacer):
-        """Call once until it gives its answer: again at once when the token was rejected (the broker has
-        moved on), after the wait the gateway asks for on a 429 (held by pacer), after a backoff on
-        transient trouble until the policy gives up (WeekFailed)."""
-        attempt, retry_waited, limit_waited = 0, 0.0, 0.0
-        while True:
-            self.check_stop()
-            try:
-                return once()
-            except TokenRejected:
-                continue
-            except RateLimited as exc:
-                limit_waited = self._after_rate_limit(exc, what, limit_waited, pacer)
-            except TransientError as exc:
-                attempt += 1
-                retry_waited = self._after_failure(exc, what, attempt, retry_waited)
-
-    @contextlib.contextmanager
-    def _fatal_stops_the_run(self):
-        """What no retry can help (no token left, a gateway that cannot be reached or is the wrong one)
-        stops the other workers before they send."""
-        try:
-            yield
-        except (AuthError, GatewayUnreachable, WrongGateway):
-            self.stop.set()
-            raise
-
-    @contextlib.contextmanager
-    def _until_answered(self):
-        """Until the gateway has answered once, let one request (and its retries) find out whether it
-        can be reached at all, while the others wait: a gateway that cannot be costs a few lines."""
-        held = False
-        while not self.answered and not held:
-            self.check_stop()
-            held = self._probe.acquire(timeout=0.1)
-        try:
-            yield
-        finally:
-            if held:
-                self._probe.release()
-
-    def check_stop(self) -> None:
-        if self.stop.is_set():
-            raise RunStopping("the run stopped")
-
-    def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer) -> float:
-        wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
-        waited += wait
-        if waited > self.policy.max_total_rate_limit_wait_seconds:
-            raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
-        log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
-        pacer.hold(wait)
-        self._wait(wait, "rate limit")
-        return waited
-
-    def _after_failure(self, exc: TransientError, what: str, attempt: int, waited: float) -> float:
-        self.check_stop()  # a request cut off because the run is stopping is not worth a retry
-        delay = self.policy.backoff_seconds(attempt, self.rng)
-        if attempt >= self.policy.max_attempts or waited + delay > self.policy.max_total_retry_wait_seconds:
-            if exc.unreachable and not self.answered:
-                raise GatewayUnreachable(exc.unreachable) from None
-            raise WeekFailed(f"{exc} (gave up after {plural(attempt, 'attempt')})") from None
-        log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt,
-                    self.policy.max_attempts, delay)
-        self._wait(delay, "retry")
-        return waited + delay
-
-    def _wait(self, seconds: float, why: str) -> None:
-        self.progress.waiting(seconds, why)
-        try:
-            self.clock.sleep(seconds, self.stop)
-        finally:
-            self.progress.waiting(0, "")
-        self.check_stop()
-
-    def _try_once(self, params, consume):
-        sent_at = self.pacer.wait_turn(self.stop)
-        self.check_stop()
-        token = self.tokens.current()  # taken after the pacing wait, so it is as fresh as it can be
-        with self.budget.hold() as grow:  # the answer's bytes count until processed
-            started = self.clock.monotonic()
-            answer = self.send("GET", self.list_url, params=params, headers=REQUEST_HEADERS, auth=BearerAuth(token),
-                               grow=grow)
-            self.throughput.answered(self.clock.monotonic() - started)
-            self.pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
-            if answer.status in TOKEN_STATUSES:
-                self.tokens.rejected(token, f"HTTP {answer.status} {gateway_message(answer, self.redact)}".rstrip())
-                raise TokenRejected()
-            check_status(answer, self.route, self.redact, self.clock.now())
-            self.tokens.accepted(token)
-            with self.throughput.processing(self.check_stop):
-                return self._page(answer, consume)
-
-    def _page(self, answer, consume):
-        """Pass a page's text to consume; return (consume's result, the next cursor)."""
-        if answer.status == 204:
-            return consume(None), None
-        cursor = next_cursor(answer.headers)
-        text, answer = page_text(answer.body), None  # the bytes go before the page is walked
-        try:
-            return consume(text), cursor
-        except NotAPage as exc:  # what the gateway said, redacted before it is cut
-            said = shorten(self.redact(exc.gateway_text), 200)
-            raise TransientError(f"{exc}{': ' + said if said else ''}") from None
-
-    def send(self, method: str, url: str, grow=None, **options) -> Answer:
-        """One HTTP exchange, its body read whole (a redirect's never), all under one deadline;
-        network trouble is transient, unless no retry can help (GatewayUnreachable at once)."""
-        with self.watch.deadline(self.policy.read_timeout_seconds) as deadline:
-            try:
-                response = self.session.request(  # each read's own timeout is only a backstop to the deadline
-                    method, url, stream=True, allow_redirects=False,
-                    timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
-                self.answered = self.answered or response.status_code != 407  # a 407 is the proxy's
-                self.gateway_clock.saw(response.headers.get("Date"))
-                try:
-                    redirect = 300 <= response.status_code < 400
-                    body = bytearray() if redirect else read_body(response, self.policy.max_page_bytes, grow)
-                finally:
-                    response.close()
-            except network_errors() as exc:
-                raise self._network_problem(exc, deadline) from None
-            if deadline.expired:  # cut off mid-headers, http.client may see only a short, quiet answer
-                raise self._network_problem(None, deadline)
-            if not deadline.attached:
-                self.watch.answered_unwatched(deadline)
-        return Answer(response.status_code, response.reason or "", response.headers, body, url == self.auth_url)
-
-    def _network_problem(self, exc, deadline) -> ReportError:
-        if deadline.expired:
-            return TransientError(f"timed out: no whole answer within --read_timeout "
-                                  f"({self.policy.read_timeout_seconds:g}s)")
-        trouble = network_trouble(exc, self.route, self.clock.now())
-        if trouble.fatal:
-            return GatewayUnreachable(trouble.reason)
-        timed_out = isinstance(exc, (requests.exceptions.Timeout, socket.timeout))
-        problem = TransientError(f"{'timed out' if timed_out else 'network error'} "
-                                 f"({type(exc).__name__}{': ' + trouble.reason if trouble.reason else ''})")
-        problem.unreachable = trouble.reason
-        return problem
-
-    def fetch_details(self, sha: str):
-        """Fetch one container's vulnerability details; return its vulnerabilities, or None when the
-        container is gone (404). Paced by the details endpoint's own rate limit, never the list's;
-        5xx, 429 and network trouble are retried like a page; 403 stops the run (KnowledgeRefused)."""
-        url = self.details_url.format(sha=quote(sha, safe=""))
-        with self._fatal_stops_the_run():
-            return self._with_retries(functools.partial(self._details_once, url),
-                                      f"Vulnerability details of container {sha[:12]}", self.details_pacer)
-
-    def _details_once(self, url: str):
-        sent_at = self.details_pacer.wait_turn(self.stop)
-        self.check_stop()
-        token = self.tokens.current()
-        with self.budget.hold() as grow:
-            answer = self.send("GET", url, headers=REQUEST_HEADERS, auth=BearerAuth(token), grow=grow)
-            self.details_pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
-            return self._details(answer, token)
-
-    def _details(self, answer: Answer, token: str):
-        if answer.status == 401:
-            self.tokens.rejected(token, f"HTTP 401 {gateway_message(answer, self.redact)}".rstrip())
-            raise TokenRejected()
-        if answer.status == 403:
-            said = gateway_message(answer, self.redact)
-            raise KnowledgeRefused(
-                f"the gateway refused vulnerability details (HTTP 403 on {DETAILS_PATH}{': ' + said if said else ''}): "
-                "the token's user may list containers but not read their vulnerability details. Ask your Qualys "
-                "admin to give that user the Container Security permission to view vulnerability details, or "
-                f"leave out the columns {', '.join(KNOWLEDGE_COLUMNS)}")
-        if answer.status in (204, 404):
-            return None  # the container is gone (purged since the list named it)
-        check_status(answer, self.route, self.redact, self.clock.now())
-        self.tokens.accepted(token)
-        return details_vulns(page_text(answer.body))
-
-    def log_in(self, username: str, password: str) -> str:
-        """POST /auth and return the JWT; raise AuthError for refused credentials or an answer that
-        is no token, WrongGateway for a redirect. 5xx and network trouble are retried like any page,
-        a 429 is waited out like a page's; when the retries run out the week fails (or, if the
-        gateway never answered, the run stops)."""
-        try:
-            token = self._with_retries(functools.partial(self._log_in_once, username, password), "Login", self.pacer)
-        except WeekFailed as failure:
-            raise WeekFailed(f"login failed: {failure}") from None
-        log.info("Logged in as QUALYS_USERNAME")
-        return token
-
-    def _log_in_once(self, username: str, password: str) -> str:
-        answer = self.send("POST", self.auth_url, auth=BearerAuth(""),
-                           data={"username": username, "password": password, "token": "true"})
-        return login_token(answer, self.auth_url, self.redact, self.clock.now())
-
-
-# --- Cells and rows ------------------------------------------------------------------
-
-
-def format_time(value) -> str:
-    """Render epoch milliseconds (a string or a number) as ISO-8601 UTC; leave others as text."""
-    if value is None or value == "" or value == "null":
-        return ""
-    try:  # the hot path, in C: a year from 1000 to 9999
-        seconds, millis = divmod(int(value), 1000)
-        moment = time.gmtime(seconds)
-        if 1000 <= moment.tm_year <= 9999:
-            stamp = "%04d-%02d-%02dT%02d:%02d:%02d" % moment[:6]
-            return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
-    except (TypeError, ValueError, OverflowError, OSError):
-        pass
-    moment = epoch_ms_time(value)
-    if moment is None:
-        return format_cell(value)
-    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{moment.microsecond // 1000:03d}Z" if moment.microsecond else f"{stamp}Z"
-
-
-def epoch_ms_time(value):
-    """Epoch milliseconds as a UTC datetime, or None when value is not such a number."""
-    try:
-        seconds, millis = divmod(int(value), 1000)
-        return EPOCH + dt.timedelta(seconds=seconds, milliseconds=millis)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def format_value(value) -> str:
-    """Render one value as text: null blank, booleans true/false, lists joined with '; '."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return "" if value == "null" else value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return LIST_SEPARATOR.join(format_value(item) for item in value)
-    if isinstance(value, dict):
-        if len(value) == 2 and "key" in value and "value" in value:
-            return f"{format_value(value['key'])}={format_value(value['value'])}"
-        return compact_json(value)
-    return str(value)
-
-
-def format_text(value) -> str:
-    """format_value, but a value nested too deeply to render that way becomes compact JSON."""
-    try:
-        return format_value(value)
-    except RecursionError:
-        return compact_json(value)
-
-
-def format_cell(value) -> str:
-    """Render a value for the CSV, with a leading ' on text a spreadsheet would run as a formula."""
-    text = value if type(value) is str and value != "null" else format_text(value)  # text: the common case
-    if text and text[0] in FORMULA_TRIGGERS and not PLAIN_NUMBER.match(text):
-        return "'" + text
-    return text
-
-
-def typed_cell(value):
-    """A workbook cell's value: numbers stay numbers, booleans booleans, everything else text."""
-    if type(value) is bool:
-        return value
-    if type(value) is float or (type(value) is int and abs(value) <= XLSX_EXACT_INTEGER):
-        return value
-    text = format_text(value)
-    return text if text else None
-
-
-def typed_time(value):
-    """A workbook time cell: epoch milliseconds become a UTC datetime, anything else text."""
-    if value is None or value == "" or value == "null":
-        return None
-    moment = epoch_ms_time(value)
-    if moment is None or not 1900 <= moment.year <= 9999:
-        return typed_cell(value)
-    return moment.replace(tzinfo=None)
-
-
-def compile_path(column: str) -> tuple:
-    """Split 'cluster.k8s.pod.controller[0].name' into ('cluster', ..., 'controller', 0, 'name')."""
-    steps = []
-    for part in column.split("."):
-        name, _, rest = part.partition("[")
-        steps.append(name)
-        for index in re.findall(r"(-?\d+)\]", "[" + rest if rest else ""):
-            steps.append(int(index))
-    return tuple(steps)
-
-
-def resolve(container, steps):
-    """Follow compiled path steps into nested objects; None when anything is missing."""
-    value = container
-    for step in steps:
-        if isinstance(step, int):
-            value = value[step] if isinstance(value, list) and -len(value) <= step < len(value) else None
-        else:
-            value = value.get(step) if isinstance(value, dict) else None
-        if value is None:
-            return None
-    return value
-
-
-def software_field(field: str):
-    """Return a getter that joins one field of a vulnerability's software[] entries, in order."""
-    def getter(vuln):
-        software = vuln.get("software")
-        if isinstance(software, dict):
-            software = [software]
-        if not isinstance(software, list):
-            return None
-        try:  # the hot path, in C: dict.get over every entry
-            values = list(map(dict.get, software, itertools.repeat(field, len(software))))
-        except TypeError:  # an entry that is not an object
-            values = [entry.get(field) if type(entry) is dict else None for entry in software]
-        if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
-            values = ["" if value is None else value for value in values]
-        if "null" not in values:
-            try:  # the hot path: every value is a string
-                return LIST_SEPARATOR.join(values)
-            except TypeError:
-                pass
-        return LIST_SEPARATOR.join(format_value(value) for value in values)
-    return getter
-
-
-def normalized_knowledge(field: str, value):
-    """A field of QID knowledge as the catalog keeps it: severity an int, cvss3Base a float, the patch
-    flag a bool, published epoch ms, CVE ids a list of text, the rest text; None when unreadable."""
-    if value is None or value == "" or value == "null":
-        return None
-    if field == "cveids":
-        items = value if isinstance(value, list) else re.split(r"[,;\s]+", str(value))
-        return [str(item) for item in items if item not in (None, "")] or None
-    if field == "patchAvailable":
-        return value if type(value) is bool else {"true": True, "false": False, "1": True, "0": False}.get(
-            str(value).strip().lower())
-    if field in ("severity", "cvss3Base"):
-        try:
-            number = float(value) if type(value) is not bool else None
-        except (TypeError, ValueError):
-            return None
-        return (int(number) if field == "severity" and number.is_integer() else number) \
-            if number is not None and math.isfinite(number) else None
-    if field == "published":
-        return published_ms(value)
-    return format_text(value)
-
-
-def published_ms(value):
-    """A published time as epoch ms: from a number, a string of digits, or an ISO-8601 date."""
-    if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):
-        return int(value)
-    try:
-        when = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return int((when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
-
-
-def carried_knowledge(vuln: dict, field: str):
-    """A field of QID knowledge that a list item carries itself (some tenants send severity), or None."""
-    value = vuln.get("cvss3Info") if field == "cvss3Base" else vuln.get(field)
-    if field == "cvss3Base":
-        value = value.get("baseScore") if isinstance(value, dict) else None
-    return normalized_knowledge(field, value)
-
-
-def qid_key(value):
-    """A QID as the catalog keys it (its digits), or None when the value is no QID (null, "null", a list...)."""
-    if type(value) is int:
-        return str(value)
-    if type(value) is str and value.strip().isdigit():
-        return value.strip()
-    return None
-
-
-def knowledge_field(field: str, knowledge):
-    """Return a getter for one field of what is known of a vulnerability's QID: what the list item
-    carries, else what the QID catalog (knowledge) has learned."""
-    def getter(vuln):
-        carried = carried_knowledge(vuln, field)
-        if carried is not None or knowledge is None:
-            return carried
-        qid = qid_key(vuln.get("qid"))
-        return knowledge.get(qid, field) if qid is not None else None
-    return getter
-
-
-def vuln_field(field: str):
-    """Return a getter for one field of a vulnerability."""
-    return lambda vuln: vuln.get(field)
-
-
-class RowFlattener:
-    """Turns one container into rows, one per vulnerability, with column paths resolved once.
-
-    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans). The
-    knowledge columns read the QID catalog (knowledge) for what a list item does not carry."""
-
-    def __init__(self, columns, typed: bool = False, knowledge=None):
-        self.header = list(columns)
-        self.knowledge = knowledge
-        self.unknown = [column for column in columns if column not in SUPPORTED_COLUMNS]
-        self._blank = [None if typed else ""] * len(self.header)
-        self._fields, self._container_cells = [], []  # (position, key or steps, formatter): top-level, nested
-        self._vuln_cells = []  # (position, getter, formatter)
-        for position, column in enumerate(self.header):
-            if column in self.unknown:
-                continue
-            if typed:
-                formatter = typed_time if column in TIME_COLUMNS else typed_cell
-            else:
-                formatter = format_time if column in TIME_COLUMNS else format_cell
-            if column in VULN_FIELDS:
-                self._vuln_cells.append((position, vuln_field(VULN_FIELDS[column]), formatter))
-            elif column in VULN_SOFTWARE_FIELDS:
-                self._vuln_cells.append((position, software_field(VULN_SOFTWARE_FIELDS[column]), formatter))
-            elif column in KNOWLEDGE_COLUMNS:
-                self._vuln_cells.append((position, knowledge_field(KNOWLEDGE_COLUMNS[column], knowledge), formatter))
-            else:
-                steps = compile_path(column)
-                cells = self._fields if len(steps) == 1 else self._container_cells
-                cells.append((position, steps[0] if len(steps) == 1 else steps, formatter))
-
-    def rows(self, container) -> list:
-        """Return the rows of one container; one blank-vulnerability row when it has none."""
-        if not isinstance(container, dict):
-            container = {}
-        template, get = self._blank[:], container.get
-        for position, key, formatter in self._fields:
-            template[position] = formatter(get(key))
-        for position, steps, formatter in self._container_cells:
-            template[position] = formatter(resolve(container, steps))
-        vulns = container.get("vulnerabilities")
-        if isinstance(vulns, dict):
-            vulns = [vulns]
-        if not isinstance(vulns, list) or not vulns:
-            return [template]
-        rows = []
-        for vuln in vulns:
-            if not isinstance(vuln, dict):
-                vuln = {}
-            row = template[:]
-            for position, getter, formatter in self._vuln_cells:
-                row[position] = formatter(getter(vuln))
-            rows.append(row)
-        return rows
-
-
-def make_flattener(columns, knowledge=None) -> RowFlattener:
-    """Build the row flattener, warning once about each column it does not know."""
-    flattener = RowFlattener(columns, knowledge=knowledge)
-    for column in flattener.unknown:
-        log.warning("Unknown CSV column %r: it will be blank (see --help for the list)", column)
-    return flattener
-
-
-def csv_bytes(text: str) -> bytes:
-    """Encode CSV text as UTF-8; a lone surrogate (from a \\ud800 escape) becomes U+FFFD."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return SURROGATE.sub("\ufffd", text).encode("utf-8")
-
-
-class CsvText:
-    """Renders rows in our CSV format (every cell quoted, CRLF) as UTF-8 bytes, one batch at a time."""
-
-    def __init__(self):
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, **CSV_FORMAT)
-
-    def encode(self, rows) -> bytes:
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._writer.writerows(rows)
-        return csv_bytes(self._buffer.getvalue())
-
-
-def csv_head(header) -> bytes:
-    """The start of every CSV: a UTF-8 byte-order mark and the header row."""
-    return b"\xef\xbb\xbf" + CsvText().encode([header])
-
-
-# --- Staged files and the lock -------------------------------------------------------
-
-
-def fsync_folder(folder: str) -> None:
-    """Make a rename in folder durable, where the OS allows it."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def same_filesystem(first: str, second: str) -> bool:
-    """Whether two folders are on one filesystem, so that a rename between them is atomic."""
-    try:
-        return os.stat(first).st_dev == os.stat(second).st_dev
-    except OSError:
-        return False
-
-
-class StagedFile:
-    """A binary file written in temp_reports/ and moved into place whole, or never.
-
-    When the final folder is on another filesystem (a symlink to a mount, say), the file is
-    staged beside its final place instead, so that the rename is always atomic. It is a
-    context manager: leaving the with block without publish() removes the staged file,
-    whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
-
-    def __init__(self, temp_folder: str, final_path: str):
-        final_folder = os.path.dirname(final_path) or "."
-        folder = temp_folder if same_filesystem(temp_folder, final_folder) else final_folder
-        self.temp_path = os.path.join(folder, temp_name(os.path.basename(final_path)))
-        self.final_path = final_path
-        self.published = False
-        self.stream = open_new(self.temp_path, "w+b")
-
-    def __enter__(self) -> "StagedFile":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if not self.published:
-            self.discard()
-
-    def publish(self) -> None:
-        """Flush and fsync the file, move it into place, and fsync its folder."""
-        self.stream.flush()
-        os.fsync(self.stream.fileno())
-        self.stream.close()
-        os.replace(self.temp_path, self.final_path)
-        self.published = True
-        fsync_folder(os.path.dirname(self.final_path) or ".")
-
-    def discard(self) -> None:
-        """Remove the temp file, even when closing it fails (a full disk)."""
-        try:
-            self.stream.close()
-        except OSError:
-            pass
-        remove_quietly(self.temp_path)
-
-
-@contextlib.contextmanager
-def folder_lock(layout: Layout):
-    """Hold the output folder's lock for a run; the OS drops it if the process dies."""
-    handle = open_new(os.path.join(layout.temp, LOCK_NAME), "a")
-    try:
-        try:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif msvcrt is not None:  # pragma: no cover - Windows
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
-                raise
-            raise FolderBusyError(
-                f"another run is using this folder ({os.path.abspath(layout.root)}); stopping") from None
-        yield
-    finally:
-        handle.close()
-
-
-def clean_temp(layout: Layout) -> int:
-    """Delete this script's staged files (a killed run's, or this run's) from temp_reports/ and the
-    report folders (a folder on another filesystem stages beside its final place); return how many."""
-    removed = 0
-    for folder in (layout.temp, layout.reports, layout.csvs, layout.workbooks):
-        for name in os.listdir(folder) if os.path.isdir(folder) else ():
-            if TEMP_NAME.match(name):
-                remove_staged(os.path.join(folder, name))
-                removed += 1
-    return removed
-
-
-def remove_staged(path: str) -> None:
-    """Remove a staged file, or a staging folder of ours (a workbook library's temp files) whole."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        remove_quietly(path)
-
-
-def set_aside(path: str) -> str:
-    """Rename a damaged file to <name>.damaged (or .damaged-2, ...), never deleting it; return the new path."""
-    for number in range(1, 1000):
-        aside = f"{path}{DAMAGED_SUFFIX}{'' if number == 1 else f'-{number}'}"
-        if not os.path.lexists(aside):
-            os.replace(path, aside)
-            return aside
-    raise OSError(errno.EEXIST, f"too many damaged copies of {os.path.basename(path)}")
-
-
-# --- QID catalog ---------------------------------------------------------------------
-
-
-def iso_time(text):
-    """An ISO-8601 time (2026-12-01T16:00:00Z) as an aware datetime, or None when unreadable."""
-    try:
-        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
-
-def qid_list(qids) -> str:
-    """A few QIDs in number order, for a message."""
-    ordered = sorted(qids, key=lambda qid: (len(str(qid)), str(qid)))
-    return ", ".join(str(qid) for qid in ordered[:5]) + (", ..." if len(ordered) > 5 else "")
-
-
-class QidCatalog:
-    """What was learned per QID from vulnerability details (title, severity, CVE ids, CVSS v3 base
-    score, patch available, published, category), each entry with when it was learned. It lives in
-    <output_dir>/qid_catalog.json, written whole or not at all, so that a later run or --rebuild_csv
-    needs no call for a QID already known. Per-asset fields (firstFound, customerSeverity, ...) are
-    never kept: they differ from one container to the next. A damaged catalog is kept aside and
-    learned again."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._lock = threading.Lock()
-        self._entries = self._read()
-        self._learned = {qid: iso_time(entry.get("learned")) for qid, entry in self._entries.items()}
-        self.changed = False
-
-    def _read(self) -> dict:
-        try:
-            with open(self.path, "rb") as stream:
-                entries = json.loads(stream.read(MAX_PAGE_BYTES).decode("utf-8")).get("qids")
-            if not isinstance(entries, dict):
-                raise ValueError("it holds no qids object")
-            return {str(qid): entry for qid, entry in entries.items() if isinstance(entry, dict)}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, AttributeError) as exc:
-            aside = set_aside(self.path) if os.path.isfile(self.path) else "(not kept)"
-            log.warning("The QID catalog %s cannot be read (%s); kept aside as %s, its QIDs are learned again",
-                        os.path.basename(self.path), shorten(str(exc), 100), os.path.basename(aside))
-            return {}
-
-    def get(self, qid, field: str):
-        entry = self._entries.get(str(qid))
-        return entry.get(field) if entry is not None else None
-
-    def needs(self, qid, now) -> bool:
-        """Whether a QID is unknown, or (with now) was learned more than KNOWLEDGE_MAX_AGE ago: Qualys
-        revises severities and adds CVEs."""
-        learned = self._learned.get(str(qid))
-        return learned is None or (now is not None and now - learned > KNOWLEDGE_MAX_AGE)
-
-    def learn(self, qid, vuln, now: dt.datetime) -> None:
-        """Keep what a details answer says of one QID; vuln None: the details of the containers holding
-        it do not mention it (nothing to know, asked again when stale)."""
-        entry = {field: None if vuln is None else carried_knowledge(vuln, field)
-                 for field in KNOWLEDGE_COLUMNS.values()}
-        entry["learned"] = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if vuln is None:
-            entry["absent"] = True
-        with self._lock:
-            self._entries[str(qid)] = entry
-            self._learned[str(qid)] = iso_time(entry["learned"])
-            self.changed = True
-
-    def save(self, temp_folder: str) -> None:
-        """Write the catalog whole, or not at all."""
-        with self._lock:
-            text = json.dumps({"format": 1, "qids": self._entries}, ensure_ascii=False, sort_keys=True, indent=1)
-            self.changed = False
-        with StagedFile(temp_folder, self.path) as staged:
-            staged.stream.write(text.encode("utf-8") + b"\n")
-            staged.publish()
-
-
-class KnowledgeNeeds:
-    """The QIDs a week needs learned for the knowledge fields asked for and not carried by its list
-    items: unknown to the catalog, or stale when now is given; each with a few containers (shas)
-    that hold it, to ask for their details."""
-
-    def __init__(self, catalog: QidCatalog, fields, now):
-        self.catalog, self.fields, self.now = catalog, tuple(fields), now
-        self.qids = {}  # qid -> [sha, ...]
-        self._known = set()  # QIDs the catalog was seen to know well enough
-
-    def note(self, container) -> None:
-        vulns = container.get("vulnerabilities")
-        sha = container.get("sha")
-        for vuln in vulns if isinstance(vulns, list) else [vulns] if isinstance(vulns, dict) else ():
-            qid = qid_key(vuln.get("qid")) if isinstance(vuln, dict) else None
-            if qid is None or qid in self._known:
-                continue
-            if all(carried_knowledge(vuln, field) is not None for field in self.fields):
-                continue
-            if not self.catalog.needs(qid, self.now):
-                self._known.add(qid)
-                continue
-            shas = self.qids.setdefault(qid, [])
-            if type(sha) is str and sha and len(shas) < CANDIDATES_PER_QID and sha not in shas:
-                shas.append(sha)
-
-    def merge(self, other: "KnowledgeNeeds") -> None:
-        for qid, shas in other.qids.items():
-            known = self.qids.setdefault(qid, [])
-            known += [sha for sha in shas if sha not in known][:CANDIDATES_PER_QID - len(known)]
-
-
-# --- Workbooks -----------------------------------------------------------------------
-
-
-def import_xlsxwriter():
-    """Import XlsxWriter, the optional dependency of --xlsx, or say how to install it."""
-    try:
-        import xlsxwriter
-    except ImportError:
-        raise UsageError("--xlsx needs the XlsxWriter package: .venv/bin/python -m pip install XlsxWriter "
-                         "(or your distribution's python3-xlsxwriter)") from None
-    return xlsxwriter
-
-
-def column_width(column: str) -> int:
-    """A width that fits a column's typical values."""
-    if column in TIME_COLUMNS:
-        return 24
-    if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
-        return 40
-    return min(max(len(column) + 2, 12), 40)
-
-
-def sheet_name(week: Week) -> str:
-    """A workbook's first sheet name: the week, as in its file names."""
-    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
-
-
-def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS, knowledge=None) -> int:
-    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
-
-    Text is always a string cell (never guessed, never a formula), times are UTC dates,
-    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
-    xlsxwriter = import_xlsxwriter()
-    library_folder = os.path.join(temp_folder, temp_name("xlsxwriter"))  # its temp files, named as ours
-    os.mkdir(library_folder, FOLDER_MODE)
-    try:
-        return write_sheets(xlsxwriter.Workbook(stream, {
-            "constant_memory": True, "tmpdir": library_folder, "strings_to_numbers": False,
-            "strings_to_formulas": False, "strings_to_urls": False}), json_path, columns, sheet_name, max_rows,
-            knowledge)
-    finally:
-        shutil.rmtree(library_folder, ignore_errors=True)
-
-
-def write_sheets(workbook, json_path, columns, sheet_name, max_rows, knowledge) -> int:
-    """Write the rows of a weekly JSON into the workbook's sheets and close it; return rows."""
-    flattener = RowFlattener(columns, typed=True, knowledge=knowledge)
-    time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
-    sheets, sheet, row_number, total = 0, None, max_rows, 0
-    for container in read_report(json_path):
-        for row in flattener.rows(container):
-            if row_number >= max_rows:
-                finish_sheet(sheet, row_number, len(columns))
-                sheets += 1
-                sheet = start_sheet(workbook, sheet_name if sheets == 1 else f"{sheet_name}_{sheets}", columns)
-                row_number = 1
-            write_row(sheet, row_number, row, time_format)
-            row_number, total = row_number + 1, total + 1
-    finish_sheet(sheet, row_number, len(columns))
-    workbook.close()
-    return total
-
-
-def start_sheet(workbook, name: str, columns):
-    """Add a sheet with a frozen header row and widths that fit typical values."""
-    sheet = workbook.add_worksheet(name)
-    for position, column in enumerate(columns):
-        sheet.set_column(position, position, column_width(column))
-        sheet.write_string(0, position, column)
-    sheet.freeze_panes(1, 0)
-    return sheet
-
-
-def finish_sheet(sheet, rows: int, width: int) -> None:
-    if sheet is not None:
-        sheet.autofilter(0, 0, max(rows - 1, 0), width - 1)
-
-
-def write_row(sheet, row_number: int, row, time_format) -> None:
-    """Write one row's typed values; a blank is an empty cell."""
-    for position, value in enumerate(row):
-        if value is None:
-            continue
-        if type(value) is str:
-            sheet.write_string(row_number, position, SURROGATE.sub("\ufffd", value))
-        elif type(value) is bool:
-            sheet.write_boolean(row_number, position, value)
-        elif isinstance(value, dt.datetime):
-            sheet.write_datetime(row_number, position, value, time_format)
-        else:
-            sheet.write_number(row_number, position, value)
-
-
-# --- Fragments of a week -------------------------------------------------------------
+# --- A week's JSON -------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -3123,9 +2729,6 @@ def write_raw(stream, text: str, start: int, end: int, one_line: bool) -> int:
     return crc
 
 
-# --- A week's files ------------------------------------------------------------------
-
-
 def close_json_array(stream, containers: int) -> None:
     """End a staged weekly JSON: '[' + lines 'container,' becomes a JSON array, or '[]' when empty."""
     if containers:
@@ -3203,87 +2806,6 @@ def json_has_containers(path: str) -> bool:
     return head.startswith(b"[") and not head[1:].lstrip().startswith(b"]")
 
 
-def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlattener, workbook_columns,
-                  temp_folder: str, staged_json=None, needs=None):
-    """The one place a week's CSV and workbook are written: from its JSON (json_path), for an export, a
-    rebuild and a heal alike; kinds names which of "csv" and "xlsx" to write. They are moved into place
-    first and the staged JSON (the done marker, for an export) last; a week without containers has
-    neither, so old ones of its names are removed. Return (containers, CSV rows). When a file cannot
-    be moved into place after others were, the error says which were."""
-    published = []
-    with contextlib.ExitStack() as owned:
-        staged, containers, rows = [], None, 0
-        if "csv" in kinds:
-            staged.append(owned.enter_context(StagedFile(temp_folder, files.csv)))
-            containers, rows = write_csv(json_path, staged[-1].stream, flattener, needs)
-        if containers is None:
-            containers = int(json_has_containers(json_path))
-        if "xlsx" in kinds and containers and workbook_columns is not None:
-            staged.append(owned.enter_context(StagedFile(temp_folder, files.xlsx)))
-            write_workbook(json_path, staged[-1].stream, workbook_columns, sheet_name(files.week), temp_folder,
-                           knowledge=flattener.knowledge)
-        if not containers:
-            staged = []
-            remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
-            remove_quietly(files.xlsx)
-        try:
-            for item in staged + [staged_json]:
-                if item is not None:
-                    item.publish()
-                    published.append(os.path.basename(item.final_path))
-        except OSError as exc:
-            if not published:
-                raise
-            raise WeekFailed(f"cannot write its files: {exc}; {', '.join(published)} had already been written, "
-                             "but not the JSON that marks the week done, so the next run fetches it again") from None
-    return containers, rows
-
-
-def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Merge a week's fragments into its JSON and publish it with the files derived from it; return
-    (containers, CSV rows). Whatever happens, nothing the week staged is left behind."""
-    with contextlib.ExitStack() as owned:
-        for fragment in fragments:
-            owned.enter_context(fragment)
-        if len(fragments) == 1 and fragments[0].whole_week and fragments[0].in_order:
-            final_json, containers = fragments[0].json, fragments[0].containers  # already the week, in order
-            final_json.final_path = job.files.json  # its open name, if it turned out unsettled
-        else:
-            final_json, containers = merge_fragments(job, fragments, temp_folder)
-            owned.enter_context(final_json)
-        close_json_array(final_json.stream, containers)
-        final_json.stream.flush()
-        result = write_derived(job.files, final_json.temp_path, ("csv", "xlsx"), flattener=flattener,
-                               workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json)
-    for stale in job.stale:
-        remove_quietly(stale)
-    return result
-
-
-def write_csv(json_path: str, stream, flattener: RowFlattener, needs=None):
-    """Write the CSV of a weekly JSON to stream, a container at a time; return (containers, rows). With
-    needs (a KnowledgeNeeds), a QID the catalog does not know fails the week: its cells would be blank."""
-    stream.write(csv_head(flattener.header))
-    containers = rows = 0
-    rows_text = CsvText()
-    for container in read_report(json_path):
-        container_rows = flattener.rows(container)
-        for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
-            stream.write(rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
-        containers += 1
-        rows += len(container_rows)
-        if needs is not None:
-            needs.note(container)
-    if needs is not None and needs.qids:
-        raise WeekFailed(f"{plural(len(needs.qids), 'QID')} of this week ({qid_list(needs.qids)}) not in "
-                         f"{CATALOG_NAME}: give the GATEWAY to learn them from its vulnerability details "
-                         "(no list call)")
-    return containers, rows
-
-
-# --- Done weeks ----------------------------------------------------------------------
-
-
 def report_damage(path: str) -> str:
     """Why a stored final JSON cannot be trusted as a done week ('' when it looks whole), read
     cheaply: it must be readable, not empty, and a JSON array by its first and last bytes."""
@@ -3319,10 +2841,371 @@ def set_aside_damaged(done) -> tuple:
     return whole, damaged
 
 
-def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, needs=None):
+# --- Derived files -------------------------------------------------------------------
+
+
+def format_time(value) -> str:
+    """Render epoch milliseconds (a string or a number) as ISO-8601 UTC; leave others as text."""
+    if value is None or value == "" or value == "null":
+        return ""
+    try:  # the hot path, in C: a year from 1000 to 9999
+        seconds, millis = divmod(int(value), 1000)
+        moment = time.gmtime(seconds)
+        if 1000 <= moment.tm_year <= 9999:
+            stamp = "%04d-%02d-%02dT%02d:%02d:%02d" % moment[:6]
+            return f"{stamp}.{millis:03d}Z" if millis else f"{stamp}Z"
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+    moment = epoch_ms_time(value)
+    if moment is None:
+        return format_cell(value)
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{moment.microsecond // 1000:03d}Z" if moment.microsecond else f"{stamp}Z"
+
+
+def format_value(value) -> str:
+    """Render one value as text: null blank, booleans true/false, lists joined with '; '."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "" if value == "null" else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(format_value(item) for item in value)
+    if isinstance(value, dict):
+        if len(value) == 2 and "key" in value and "value" in value:
+            return f"{format_value(value['key'])}={format_value(value['value'])}"
+        return compact_json(value)
+    return str(value)
+
+
+def format_text(value) -> str:
+    """format_value, but a value nested too deeply to render that way becomes compact JSON."""
+    try:
+        return format_value(value)
+    except RecursionError:
+        return compact_json(value)
+
+
+def format_cell(value) -> str:
+    """Render a value for the CSV, with a leading ' on text a spreadsheet would run as a formula."""
+    text = value if type(value) is str and value != "null" else format_text(value)  # text: the common case
+    if text and text[0] in FORMULA_TRIGGERS and not PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def typed_cell(value):
+    """A workbook cell's value: numbers stay numbers, booleans booleans, everything else text."""
+    if type(value) is bool:
+        return value
+    if type(value) is float or (type(value) is int and abs(value) <= XLSX_EXACT_INTEGER):
+        return value
+    text = format_text(value)
+    return text if text else None
+
+
+def typed_time(value):
+    """A workbook time cell: epoch milliseconds become a UTC datetime, anything else text."""
+    if value is None or value == "" or value == "null":
+        return None
+    moment = epoch_ms_time(value)
+    if moment is None or not 1900 <= moment.year <= 9999:
+        return typed_cell(value)
+    return moment.replace(tzinfo=None)
+
+
+def compile_path(column: str) -> tuple:
+    """Split 'cluster.k8s.pod.controller[0].name' into ('cluster', ..., 'controller', 0, 'name')."""
+    steps = []
+    for part in column.split("."):
+        name, _, rest = part.partition("[")
+        steps.append(name)
+        for index in re.findall(r"(-?\d+)\]", "[" + rest if rest else ""):
+            steps.append(int(index))
+    return tuple(steps)
+
+
+def resolve(container, steps):
+    """Follow compiled path steps into nested objects; None when anything is missing."""
+    value = container
+    for step in steps:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and -len(value) <= step < len(value) else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return value
+
+
+def software_field(field: str):
+    """Return a getter that joins one field of a vulnerability's software[] entries, in order."""
+    def getter(vuln):
+        software = vuln.get("software")
+        if isinstance(software, dict):
+            software = [software]
+        if not isinstance(software, list):
+            return None
+        try:  # the hot path, in C: dict.get over every entry
+            values = list(map(dict.get, software, itertools.repeat(field, len(software))))
+        except TypeError:  # an entry that is not an object
+            values = [entry.get(field) if type(entry) is dict else None for entry in software]
+        if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
+            values = ["" if value is None else value for value in values]
+        if "null" not in values:
+            try:  # the hot path: every value is a string
+                return LIST_SEPARATOR.join(values)
+            except TypeError:
+                pass
+        return LIST_SEPARATOR.join(format_value(value) for value in values)
+    return getter
+
+
+def vuln_field(field: str):
+    """Return a getter for one field of a vulnerability."""
+    return lambda vuln: vuln.get(field)
+
+
+class RowFlattener:
+    """Turns one container into rows, one per vulnerability, with column paths resolved once.
+
+    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans).
+    getters reads the columns that do not come from the list (the QID knowledge): column -> a
+    function of a vulnerability."""
+
+    def __init__(self, columns, typed: bool = False, getters=None):
+        self.header = list(columns)
+        self.getters = getters or {}
+        self.unknown = [column for column in columns if column not in SUPPORTED_COLUMNS]
+        self._blank = [None if typed else ""] * len(self.header)
+        self._fields, self._container_cells = [], []  # (position, key or steps, formatter): top-level, nested
+        self._vuln_cells = []  # (position, getter, formatter)
+        for position, column in enumerate(self.header):
+            if column in self.unknown:
+                continue
+            if typed:
+                formatter = typed_time if column in TIME_COLUMNS else typed_cell
+            else:
+                formatter = format_time if column in TIME_COLUMNS else format_cell
+            if column in VULN_FIELDS:
+                self._vuln_cells.append((position, vuln_field(VULN_FIELDS[column]), formatter))
+            elif column in VULN_SOFTWARE_FIELDS:
+                self._vuln_cells.append((position, software_field(VULN_SOFTWARE_FIELDS[column]), formatter))
+            elif column in self.getters:
+                self._vuln_cells.append((position, self.getters[column], formatter))
+            else:
+                steps = compile_path(column)
+                cells = self._fields if len(steps) == 1 else self._container_cells
+                cells.append((position, steps[0] if len(steps) == 1 else steps, formatter))
+
+    def rows(self, container) -> list:
+        """Return the rows of one container; one blank-vulnerability row when it has none."""
+        if not isinstance(container, dict):
+            container = {}
+        template, get = self._blank[:], container.get
+        for position, key, formatter in self._fields:
+            template[position] = formatter(get(key))
+        for position, steps, formatter in self._container_cells:
+            template[position] = formatter(resolve(container, steps))
+        vulns = container.get("vulnerabilities")
+        if isinstance(vulns, dict):
+            vulns = [vulns]
+        if not isinstance(vulns, list) or not vulns:
+            return [template]
+        rows = []
+        for vuln in vulns:
+            if not isinstance(vuln, dict):
+                vuln = {}
+            row = template[:]
+            for position, getter, formatter in self._vuln_cells:
+                row[position] = formatter(getter(vuln))
+            rows.append(row)
+        return rows
+
+
+def make_flattener(columns, getters=None) -> RowFlattener:
+    """Build the row flattener, warning once about each column it does not know."""
+    flattener = RowFlattener(columns, getters=getters)
+    for column in flattener.unknown:
+        log.warning("Unknown CSV column %r: it will be blank (see --help for the list)", column)
+    return flattener
+
+
+def csv_bytes(text: str) -> bytes:
+    """Encode CSV text as UTF-8; a lone surrogate (from a \\ud800 escape) becomes U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+class CsvText:
+    """Renders rows in our CSV format (every cell quoted, CRLF) as UTF-8 bytes, one batch at a time."""
+
+    def __init__(self):
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, **CSV_FORMAT)
+
+    def encode(self, rows) -> bytes:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerows(rows)
+        return csv_bytes(self._buffer.getvalue())
+
+
+def csv_head(header) -> bytes:
+    """The start of every CSV: a UTF-8 byte-order mark and the header row."""
+    return b"\xef\xbb\xbf" + CsvText().encode([header])
+
+
+def import_xlsxwriter():
+    """Import XlsxWriter, the optional dependency of --xlsx, or say how to install it."""
+    try:
+        import xlsxwriter
+    except ImportError:
+        raise UsageError("--xlsx needs the XlsxWriter package: .venv/bin/python -m pip install XlsxWriter "
+                         "(or your distribution's python3-xlsxwriter)") from None
+    return xlsxwriter
+
+
+def column_width(column: str) -> int:
+    """A width that fits a column's typical values."""
+    if column in TIME_COLUMNS:
+        return 24
+    if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
+        return 40
+    return min(max(len(column) + 2, 12), 40)
+
+
+def sheet_name(week: Week) -> str:
+    """A workbook's first sheet name: the week, as in its file names."""
+    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
+
+
+def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS, getters=None) -> int:
+    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
+
+    Text is always a string cell (never guessed, never a formula), times are UTC dates,
+    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
+    xlsxwriter = import_xlsxwriter()
+    library_folder = os.path.join(temp_folder, temp_name("xlsxwriter"))  # its temp files, named as ours
+    os.mkdir(library_folder, FOLDER_MODE)
+    try:
+        return write_sheets(xlsxwriter.Workbook(stream, {
+            "constant_memory": True, "tmpdir": library_folder, "strings_to_numbers": False,
+            "strings_to_formulas": False, "strings_to_urls": False}), json_path, columns, sheet_name, max_rows,
+            getters)
+    finally:
+        shutil.rmtree(library_folder, ignore_errors=True)
+
+
+def write_sheets(workbook, json_path, columns, sheet_name, max_rows, getters) -> int:
+    """Write the rows of a weekly JSON into the workbook's sheets and close it; return rows."""
+    flattener = RowFlattener(columns, typed=True, getters=getters)
+    time_format = workbook.add_format({"num_format": XLSX_TIME_FORMAT})
+    sheets, sheet, row_number, total = 0, None, max_rows, 0
+    for container in read_report(json_path):
+        for row in flattener.rows(container):
+            if row_number >= max_rows:
+                finish_sheet(sheet, row_number, len(columns))
+                sheets += 1
+                sheet = start_sheet(workbook, sheet_name if sheets == 1 else f"{sheet_name}_{sheets}", columns)
+                row_number = 1
+            write_row(sheet, row_number, row, time_format)
+            row_number, total = row_number + 1, total + 1
+    finish_sheet(sheet, row_number, len(columns))
+    workbook.close()
+    return total
+
+
+def start_sheet(workbook, name: str, columns):
+    """Add a sheet with a frozen header row and widths that fit typical values."""
+    sheet = workbook.add_worksheet(name)
+    for position, column in enumerate(columns):
+        sheet.set_column(position, position, column_width(column))
+        sheet.write_string(0, position, column)
+    sheet.freeze_panes(1, 0)
+    return sheet
+
+
+def finish_sheet(sheet, rows: int, width: int) -> None:
+    if sheet is not None:
+        sheet.autofilter(0, 0, max(rows - 1, 0), width - 1)
+
+
+def write_row(sheet, row_number: int, row, time_format) -> None:
+    """Write one row's typed values; a blank is an empty cell."""
+    for position, value in enumerate(row):
+        if value is None:
+            continue
+        if type(value) is str:
+            sheet.write_string(row_number, position, SURROGATE.sub("\ufffd", value))
+        elif type(value) is bool:
+            sheet.write_boolean(row_number, position, value)
+        elif isinstance(value, dt.datetime):
+            sheet.write_datetime(row_number, position, value, time_format)
+        else:
+            sheet.write_number(row_number, position, value)
+
+
+def write_csv(json_path: str, stream, flattener: RowFlattener):
+    """Write the CSV of a weekly JSON to stream, a container at a time; return (containers, rows)."""
+    stream.write(csv_head(flattener.header))
+    containers = rows = 0
+    rows_text = CsvText()
+    for container in read_report(json_path):
+        container_rows = flattener.rows(container)
+        for first in range(0, len(container_rows), ROWS_PER_WRITE):  # a huge container's CSV in pieces
+            stream.write(rows_text.encode(container_rows[first:first + ROWS_PER_WRITE]))
+        containers += 1
+        rows += len(container_rows)
+    return containers, rows
+
+
+def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlattener, workbook_columns,
+                  temp_folder: str, staged_json=None):
+    """The one place a week's CSV and workbook are written: from its JSON (json_path), for an export, a
+    rebuild and a heal alike; kinds names which of "csv" and "xlsx" to write. They are moved into place
+    first and the staged JSON (the done marker, for an export) last; a week without containers has
+    neither, so old ones of its names are removed. Return (containers, CSV rows). When a file cannot
+    be moved into place after others were, the error says which were."""
+    published = []
+    with contextlib.ExitStack() as owned:
+        staged, containers, rows = [], None, 0
+        if "csv" in kinds:
+            staged.append(owned.enter_context(StagedFile(temp_folder, files.csv)))
+            containers, rows = write_csv(json_path, staged[-1].stream, flattener)
+        if containers is None:
+            containers = int(json_has_containers(json_path))
+        if "xlsx" in kinds and containers and workbook_columns is not None:
+            staged.append(owned.enter_context(StagedFile(temp_folder, files.xlsx)))
+            write_workbook(json_path, staged[-1].stream, workbook_columns, sheet_name(files.week), temp_folder,
+                           getters=flattener.getters)
+        if not containers:
+            staged = []
+            remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
+            remove_quietly(files.xlsx)
+        try:
+            for item in staged + [staged_json]:
+                if item is not None:
+                    item.publish()
+                    published.append(os.path.basename(item.final_path))
+        except OSError as exc:
+            if not published:
+                raise
+            raise WeekFailed(f"cannot write its files: {exc}; {', '.join(published)} had already been written, "
+                             "but not the JSON that marks the week done, so the next run fetches it again") from None
+    return containers, rows
+
+
+def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns):
     """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
     return write_derived(files, files.json, ("csv", "xlsx"), flattener=flattener, workbook_columns=workbook_columns,
-                         temp_folder=temp_folder, needs=needs)
+                         temp_folder=temp_folder)
 
 
 def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, learn=None) -> list:
@@ -3341,6 +3224,198 @@ def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, work
 
 
 # --- QID knowledge -------------------------------------------------------------------
+
+
+def normalized_knowledge(field: str, value):
+    """A field of QID knowledge as the catalog keeps it: severity an int, cvss3Base a float, the patch
+    flag a bool, published epoch ms, CVE ids a list of text, the rest text; None when unreadable."""
+    if value is None or value == "" or value == "null":
+        return None
+    if field == "cveids":
+        items = value if isinstance(value, list) else re.split(r"[,;\s]+", str(value))
+        return [str(item) for item in items if item not in (None, "")] or None
+    if field == "patchAvailable":
+        return value if type(value) is bool else {"true": True, "false": False, "1": True, "0": False}.get(
+            str(value).strip().lower())
+    if field in ("severity", "cvss3Base"):
+        try:
+            number = float(value) if type(value) is not bool else None
+        except (TypeError, ValueError):
+            return None
+        return (int(number) if field == "severity" and number.is_integer() else number) \
+            if number is not None and math.isfinite(number) else None
+    if field == "published":
+        return published_ms(value)
+    return format_text(value)
+
+
+def published_ms(value):
+    """A published time as epoch ms: from a number, a string of digits, or an ISO-8601 date."""
+    if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):
+        return int(value)
+    try:
+        when = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
+
+
+def carried_knowledge(vuln: dict, field: str):
+    """A field of QID knowledge that a list item carries itself (some tenants send severity), or None."""
+    value = vuln.get("cvss3Info") if field == "cvss3Base" else vuln.get(field)
+    if field == "cvss3Base":
+        value = value.get("baseScore") if isinstance(value, dict) else None
+    return normalized_knowledge(field, value)
+
+
+def qid_key(value):
+    """A QID as the catalog keys it (its digits), or None when the value is no QID (null, "null", a list...)."""
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and value.strip().isdigit():
+        return value.strip()
+    return None
+
+
+def knowledge_getters(catalog) -> dict:
+    """The flattener's getters of the knowledge columns: column -> a function of a vulnerability."""
+    return {column: knowledge_field(field, catalog) for column, field in KNOWLEDGE_COLUMNS.items()}
+
+
+def knowledge_field(field: str, knowledge):
+    """Return a getter for one field of what is known of a vulnerability's QID: what the list item
+    carries, else what the QID catalog (knowledge) has learned."""
+    def getter(vuln):
+        carried = carried_knowledge(vuln, field)
+        if carried is not None or knowledge is None:
+            return carried
+        qid = qid_key(vuln.get("qid"))
+        return knowledge.get(qid, field) if qid is not None else None
+    return getter
+
+
+def qid_list(qids) -> str:
+    """A few QIDs in number order, for a message."""
+    ordered = sorted(qids, key=lambda qid: (len(str(qid)), str(qid)))
+    return ", ".join(str(qid) for qid in ordered[:5]) + (", ..." if len(ordered) > 5 else "")
+
+
+class QidCatalog:
+    """What was learned per QID from vulnerability details (title, severity, CVE ids, CVSS v3 base
+    score, patch available, published, category), each entry with when it was learned. It lives in
+    <output_dir>/qid_catalog.json, written whole or not at all, so that a later run or --rebuild_csv
+    needs no call for a QID already known. Per-asset fields (firstFound, customerSeverity, ...) are
+    never kept: they differ from one container to the next. A damaged catalog is kept aside and
+    learned again."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries = self._read()
+        self._learned = {qid: iso_time(entry.get("learned")) for qid, entry in self._entries.items()}
+        self.changed = False
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path, "rb") as stream:
+                entries = json.loads(stream.read(MAX_PAGE_BYTES).decode("utf-8")).get("qids")
+            if not isinstance(entries, dict):
+                raise ValueError("it holds no qids object")
+            return {str(qid): entry for qid, entry in entries.items() if isinstance(entry, dict)}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError) as exc:
+            aside = set_aside(self.path) if os.path.isfile(self.path) else "(not kept)"
+            log.warning("The QID catalog %s cannot be read (%s); kept aside as %s, its QIDs are learned again",
+                        os.path.basename(self.path), shorten(str(exc), 100), os.path.basename(aside))
+            return {}
+
+    def get(self, qid, field: str):
+        entry = self._entries.get(str(qid))
+        return entry.get(field) if entry is not None else None
+
+    def needs(self, qid, now) -> bool:
+        """Whether a QID is unknown, or (with now) was learned more than KNOWLEDGE_MAX_AGE ago: Qualys
+        revises severities and adds CVEs."""
+        learned = self._learned.get(str(qid))
+        return learned is None or (now is not None and now - learned > KNOWLEDGE_MAX_AGE)
+
+    def learn(self, qid, vuln, now: dt.datetime) -> None:
+        """Keep what a details answer says of one QID; vuln None: the details of the containers holding
+        it do not mention it (nothing to know, asked again when stale)."""
+        entry = {field: None if vuln is None else carried_knowledge(vuln, field)
+                 for field in KNOWLEDGE_COLUMNS.values()}
+        entry["learned"] = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if vuln is None:
+            entry["absent"] = True
+        with self._lock:
+            self._entries[str(qid)] = entry
+            self._learned[str(qid)] = iso_time(entry["learned"])
+            self.changed = True
+
+    def save(self, temp_folder: str) -> None:
+        """Write the catalog whole, or not at all."""
+        with self._lock:
+            text = json.dumps({"format": 1, "qids": self._entries}, ensure_ascii=False, sort_keys=True, indent=1)
+            self.changed = False
+        with StagedFile(temp_folder, self.path) as staged:
+            staged.stream.write(text.encode("utf-8") + b"\n")
+            staged.publish()
+
+
+class KnowledgeNeeds:
+    """The QIDs a week needs learned for the knowledge fields asked for and not carried by its list
+    items: unknown to the catalog, or stale when now is given; each with a few containers (shas)
+    that hold it, to ask for their details."""
+
+    def __init__(self, catalog: QidCatalog, fields, now):
+        self.catalog, self.fields, self.now = catalog, tuple(fields), now
+        self.qids = {}  # qid -> [sha, ...]
+        self._known = set()  # QIDs the catalog was seen to know well enough
+
+    def note(self, container) -> None:
+        vulns = container.get("vulnerabilities")
+        sha = container.get("sha")
+        for vuln in vulns if isinstance(vulns, list) else [vulns] if isinstance(vulns, dict) else ():
+            qid = qid_key(vuln.get("qid")) if isinstance(vuln, dict) else None
+            if qid is None or qid in self._known:
+                continue
+            if all(carried_knowledge(vuln, field) is not None for field in self.fields):
+                continue
+            if not self.catalog.needs(qid, self.now):
+                self._known.add(qid)
+                continue
+            shas = self.qids.setdefault(qid, [])
+            if type(sha) is str and sha and len(shas) < CANDIDATES_PER_QID and sha not in shas:
+                shas.append(sha)
+
+    def merge(self, other: "KnowledgeNeeds") -> None:
+        for qid, shas in other.qids.items():
+            known = self.qids.setdefault(qid, [])
+            known += [sha for sha in shas if sha not in known][:CANDIDATES_PER_QID - len(known)]
+
+
+def details_vulns(text: str) -> list:
+    """The vulnerabilities in a details answer, wherever its shape puts them: details.vulns and
+    details.driftVulns (as documented), vulns at the top level, details as a list, or under data.
+    An answer that holds none of these is no details answer: TransientError."""
+    body, end = decode_at(text, skip_space(text, 0))
+    if skip_space(text, end) != len(text):
+        raise TransientError("the details answer has data after its JSON")
+    found, pending, shaped = [], [(body, 0)], False
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, list):
+            found += [item for item in value if isinstance(item, dict) and "qid" in item]
+            shaped = True
+        elif isinstance(value, dict) and depth < 3:
+            for key in ("data", "details", "vulns", "driftVulns"):
+                if key in value:
+                    shaped = shaped or key != "data"  # details or vulns named, even if null
+                    pending.append((value[key], depth + 1))
+    if not shaped:
+        raise TransientError("the answer holds no vulnerability details (no details or vulns)")
+    return found
 
 
 def choose_containers(missing: dict, count: int) -> list:
@@ -3367,45 +3442,51 @@ class Learner:
     or no vulnerabilities) gives way to another holding the same QID. Weeks learn one at a time, so
     two weeks never ask for the same QID."""
 
-    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock):
+    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop):
         self.client, self.catalog, self.fields = client, catalog, tuple(fields)
-        self.temp_folder, self.clock = temp_folder, clock
+        self.temp_folder, self.clock, self.stop = temp_folder, clock, stop
         self._lock = threading.Lock()
         self._asked = set()  # containers asked in this run
+
+    def save(self) -> None:
+        """Write the catalog whole, once, at the run's end (or its stop), if it learned anything."""
+        if self.catalog.changed:
+            self.catalog.save(self.temp_folder)
 
     def needs(self, now) -> KnowledgeNeeds:
         """An empty list of QIDs to learn; now None: only unknown ones (stale ones are used as they are)."""
         return KnowledgeNeeds(self.catalog, self.fields, now)
 
     def learn_json(self, path: str, label: str) -> None:
-        """Learn what the QIDs of a stored weekly JSON lack, from the details of its containers."""
+        """Learn what the QIDs of a stored weekly JSON lack, from the details of its containers; without a
+        client (a rebuild with no gateway), a QID the catalog lacks fails the week: its cells would be blank."""
         needs = self.needs(None)
         for container in read_report(path):
             if isinstance(container, dict):
                 needs.note(container)
+        if self.client is None and needs.qids:
+            raise WeekFailed(f"{plural(len(needs.qids), 'QID')} of this week ({qid_list(needs.qids)}) not in "
+                             f"{CATALOG_NAME}: give the GATEWAY to learn them from its vulnerability details "
+                             "(no list call)")
         self.learn(needs, label)
 
     def learn(self, needs: KnowledgeNeeds, label: str) -> None:
-        """Learn every QID in needs and save the catalog; raise WeekFailed when a QID the catalog does
-        not know cannot be learned (a stale one keeps what was known)."""
+        """Learn every QID in needs; raise WeekFailed when a QID the catalog does not know cannot be
+        learned (a stale one keeps what was known)."""
         with self._lock:
             missing = {qid: [sha for sha in shas if sha not in self._asked] for qid, shas in needs.qids.items()
                        if self.catalog.needs(qid, needs.now) and shas}
             absent, answered_without, wanted, asked = set(), set(), list(missing), 0
-            try:
+            self._settle(missing, answered_without, absent, needs.now)
+            while missing:
+                batch = choose_containers(missing, DETAILS_AT_ONCE)
+                if not batch:
+                    break
+                self._asked.update(batch)
+                asked += len(batch)
+                for sha, vulns in zip(batch, self._fetch_all(batch)):
+                    self._take(sha, vulns, missing, answered_without)
                 self._settle(missing, answered_without, absent, needs.now)
-                while missing:
-                    batch = choose_containers(missing, DETAILS_AT_ONCE)
-                    if not batch:
-                        break
-                    self._asked.update(batch)
-                    asked += len(batch)
-                    for sha, vulns in zip(batch, self._fetch_all(batch)):
-                        self._take(sha, vulns, missing, answered_without)
-                    self._settle(missing, answered_without, absent, needs.now)
-            finally:
-                if self.catalog.changed:
-                    self.catalog.save(self.temp_folder)
         if asked:
             learned = sum(1 for qid in wanted if qid not in absent and not self.catalog.needs(qid, needs.now))
             log.info("Week %s: learned %s from the vulnerability details of %s", label, plural(learned, "QID"),
@@ -3450,13 +3531,12 @@ class Learner:
                 return [future.result() for future in futures]
             except BaseException as exc:
                 if not isinstance(exc, WeekFailed):  # a stop: the others end now too
-                    self.client.stop.set()
-                    self.client.watch.abort_all()
+                    self.stop(exc)
                 raise
 
     def _fetch(self, sha: str):
         try:
-            return self.client.fetch_details(sha)
+            return self.client.fetch_details(sha, details_vulns)
         except WeekFailed as exc:
             raise WeekFailed(f"vulnerability details of container {sha[:12]}: {exc}") from None
 
@@ -3472,7 +3552,16 @@ def log_unlearned(label: str, needs: KnowledgeNeeds, absent: set) -> None:
                     "their knowledge columns stay blank", label, plural(len(absent), "QID"), qid_list(absent))
 
 
-# --- Weeks in flight -----------------------------------------------------------------
+def make_learner(settings: Settings, client, layout: Layout, clock, stop: Stop):
+    """The Learner of QID knowledge, with the catalog of the output folder, when its columns are asked for."""
+    if not settings.knowledge:
+        return None
+    catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
+    return Learner(client=client, catalog=catalog, fields=settings.knowledge, temp_folder=layout.temp, clock=clock,
+                   stop=stop)
+
+
+# --- Workers -------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -3539,16 +3628,10 @@ class WeekResult:
     pages: int = 0
 
 
-def is_fatal(exc: BaseException) -> bool:
-    """Whether an error stops the whole run: no token left, details refused, a gateway that never
-    answers or is the wrong one, an interrupt."""
-    return isinstance(exc, (AuthError, GatewayUnreachable, WrongGateway)) or not isinstance(exc, Exception)
-
-
 def chain_ending(week: Week, exc: BaseException) -> tuple:
     """How an exception ends a chain's week: (Ending, why in one line). An unexpected error's
     traceback goes to the log file only."""
-    if isinstance(exc, RunStopping) or is_fatal(exc):
+    if isinstance(exc, RunStopping) or stops_the_run(exc):
         return Ending.UNFINISHED, "the run stopped"
     if isinstance(exc, WeekFailed):
         return Ending.FAILED, str(exc)
@@ -3580,7 +3663,25 @@ def log_week_done(week: WeekRun, result: WeekResult) -> None:
              " (open week, fetched again next run)" if week.job.partial else "")
 
 
-# --- Workers -------------------------------------------------------------------------
+def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlattener, workbook_columns):
+    """Merge a week's fragments into its JSON and publish it with the files derived from it; return
+    (containers, CSV rows). Whatever happens, nothing the week staged is left behind."""
+    with contextlib.ExitStack() as owned:
+        for fragment in fragments:
+            owned.enter_context(fragment)
+        if len(fragments) == 1 and fragments[0].whole_week and fragments[0].in_order:
+            final_json, containers = fragments[0].json, fragments[0].containers  # already the week, in order
+            final_json.final_path = job.files.json  # its open name, if it turned out unsettled
+        else:
+            final_json, containers = merge_fragments(job, fragments, temp_folder)
+            owned.enter_context(final_json)
+        close_json_array(final_json.stream, containers)
+        final_json.stream.flush()
+        result = write_derived(job.files, final_json.temp_path, ("csv", "xlsx"), flattener=flattener,
+                               workbook_columns=workbook_columns, temp_folder=temp_folder, staged_json=final_json)
+    for stale in job.stale:
+        remove_quietly(stale)
+    return result
 
 
 class Exporter:
@@ -3592,45 +3693,34 @@ class Exporter:
     burst ends up in many chains and an empty stretch in none. The worker that ends a week's
     last chain publishes it. The main thread only waits and stops."""
 
-    def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop,
-                 run_started: dt.datetime, learner=None):
+    def __init__(self, *, settings: Settings, client: GatewayClient, throughput: Throughput, layout: Layout, flattener,
+                 progress, stop: Stop, run_started: dt.datetime, learner=None):
         self.settings = settings
         self.learner = learner  # a Learner when QID knowledge columns are asked for
         self.run_started = run_started
-        self.client = client
+        self.client, self.throughput = client, throughput
         self.layout = layout
         self.flattener = flattener
         self.progress = progress
         self.stop = stop
         self.workbook_columns = settings.csv_columns if settings.xlsx else None
         self.chains = queue.PriorityQueue()
-        self.events = queue.Queue()
         self.results = {}  # week order -> WeekResult
-        self.threads = []
-        self._sequence = 0
-        self._alive = 0  # chains queued or paging, run-wide
+        self._sequence, self._alive, self._threads = 0, 0, 0  # chains queued or paging, workers started
         self._lock = threading.Lock()
-        self._publishing = 0  # weeks being published right now
-        self._changed = threading.Condition()
+        self._working = self._publishing = 0  # workers not ended yet, weeks being published right now
+        self._changed = stop.wakes(threading.Condition())
 
     def run(self, jobs) -> None:
-        """Export the jobs; return when all are done, raise what stops the run (tokens, signals)."""
+        """Export the jobs; return when all are done, raise what stops the run (tokens, signals, a bug)."""
         for order, job in enumerate(jobs):
             self._submit(Chain(WeekRun(job, order), job.week.start_ms, job.week.end_ms, first=True))
         self._grow_pool()
         try:
-            ended = 0
-            while ended < len(jobs):
-                try:
-                    kind, payload = self.events.get(timeout=1.0)
-                except queue.Empty:
-                    if not any(thread.is_alive() for thread in self.threads):
-                        break  # no worker is left to finish the other weeks
-                    continue
-                if kind == "fatal":
-                    raise payload
-                ended += 1
-                self.progress.week_done()
+            with self._changed:
+                self.stop.wait_until(self._changed, lambda: len(self.results) == len(jobs))
+            if self.stop.error is not None:
+                raise self.stop.error
         finally:
             self.shut_down()
 
@@ -3638,29 +3728,26 @@ class Exporter:
         """Start a worker when there is waiting work and fewer workers than the pages the run may keep in
         flight (plus one spare): workers start as they are needed, up to --workers."""
         with self._lock:
-            wanted = min(self.settings.workers, self.client.throughput.wanted() + 1)
-            count = 0 if self.stop.is_set() else min(wanted - len(self.threads), self.chains.qsize())
-            started = [threading.Thread(target=self._work, daemon=True, name=f"worker-{len(self.threads) + number}")
-                       for number in range(max(count, 0))]
-            self.threads += started
-        for thread in started:
-            thread.start()
+            wanted = min(self.settings.workers, self.throughput.wanted() + 1)
+            count = 0 if self.stop.is_set() else max(min(wanted - self._threads, self.chains.qsize()), 0)
+            self._threads += count
+        with self._changed:
+            self._working += count
+        for number in range(count):
+            threading.Thread(target=self._work, daemon=True, name=f"worker-{self._threads - number}").start()
 
     def shut_down(self) -> None:
-        """Stop the workers: cut requests off and wake sleepers; wait (bounded) for weeks being published."""
+        """Stop the run (requests cut off, sleepers woken) and its workers; wait for the weeks being
+        published (at most STOP_GRACE_SECONDS), and for the other workers a moment (SETTLE_SECONDS)."""
         with self._lock:  # no worker starts after this
-            self.stop.set()
-            workers = len(self.threads)
-        self.client.watch.abort_all()
+            self.stop()
+            workers = self._threads
         for _ in range(workers):
             self._submit(None)
         started = time.monotonic()
         with self._changed:
-            while time.monotonic() - started < STOP_GRACE_SECONDS:
-                busy = any(thread.is_alive() for thread in self.threads)
-                if not busy or (not self._publishing and time.monotonic() - started >= SETTLE_SECONDS):
-                    return
-                self._changed.wait(0.05)
+            self._changed.wait_for(lambda: not self._publishing, STOP_GRACE_SECONDS)
+            self._changed.wait_for(lambda: not self._working, max(started + SETTLE_SECONDS - time.monotonic(), 0))
 
     def _submit(self, chain) -> None:
         with self._lock:
@@ -3673,9 +3760,10 @@ class Exporter:
         try:
             self._work_on_chains()
         except BaseException as exc:  # a bug outside a chain's own handling: the run stops, and says why
-            self.events.put(("fatal", exc))
+            self.stop(exc)
         finally:
             with self._changed:
+                self._working -= 1
                 self._changed.notify_all()
 
     def _work_on_chains(self) -> None:
@@ -3704,9 +3792,9 @@ class Exporter:
                                 needs=self.learner.needs(self.run_started) if self.learner else None)
             kept = self._page_through(chain, fragment)
         except BaseException as exc:
-            fatal = is_fatal(exc)
+            fatal = stops_the_run(exc)
             if fatal:  # no token left, a gateway that never answers, an interrupt: the run stops
-                self.events.put(("fatal", exc))  # before the week's end, so that the main thread sees it
+                self.stop(exc)
             self._chain_ended(chain, fragment, *chain_ending(week.job.week, exc))
             return not fatal
         if not kept:
@@ -3757,7 +3845,7 @@ class Exporter:
             return False
         with self._lock, chain.week.lock:
             others, most = self._alive - 1, self.settings.slices - chain.week.chains + 1
-        bounds = self.client.throughput.split(chain.start_ms, chain.end_ms, created, shown, others, most)
+        bounds = self.throughput.split(chain.start_ms, chain.end_ms, created, shown, others, most)
         if not bounds:
             return False
         number = chain.week.add_chains(len(bounds) - 1 if reusable else len(bounds))
@@ -3767,7 +3855,7 @@ class Exporter:
             self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
                                number=number + offset))
         log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
-                 len(bounds), self.client.throughput.wanted())
+                 len(bounds), self.throughput.wanted())
         self._grow_pool()
         return True if reusable else None
 
@@ -3805,9 +3893,8 @@ class Exporter:
             try:
                 self._publish(week, fragments, result)
             except BaseException as exc:
-                if is_fatal(exc):  # the details refused (403), an interrupt: the run stops
-                    self.stop.set()
-                    self.events.put(("fatal", exc))
+                if stops_the_run(exc):  # the details refused (403), an interrupt: the run stops
+                    self.stop(exc)
                 result.ending, result.reason = chain_ending(week.job.week, exc)
             finally:
                 with self._changed:
@@ -3819,8 +3906,10 @@ class Exporter:
         if result.ending is Ending.FAILED:
             log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
                       week.job.week.label, result.reason)
-        self.results[week.order] = result
-        self.events.put(("week", result))
+        with self._changed:
+            self.results[week.order] = result
+            self._changed.notify_all()
+        self.progress.week_done()
 
     def _publish(self, week: WeekRun, fragments, result: WeekResult) -> None:
         """Learn what the week's QIDs need (QID knowledge columns), then publish its files."""
@@ -3835,26 +3924,37 @@ class Exporter:
         log_week_done(week, result)
 
 
-# --- Run -----------------------------------------------------------------------------
+# --- Modes ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class Summary:
-    """The totals of a run, for the closing line and the exit code."""
+    """What became of a run's planned weeks, each counted once by its last word (a done week whose
+    missing files cannot be rebuilt is failed, not skipped), for the closing line, the metrics and
+    the exit code."""
 
-    planned: int = 0
-    fetched: int = 0
-    skipped: int = 0
-    failed: int = 0
-    unfinished: int = 0
-    damaged: int = 0  # weeks whose final JSON was damaged: set aside, and fetched again
-    healed: int = 0  # done weeks whose missing CSV or workbook was rebuilt from their JSON
-    containers: int = 0
-    rows: int = 0
-    seconds: float = 0.0
     output_dir: str = "."
     verb: str = "fetched"
-    stopped_by: object = None  # the AuthError, GatewayUnreachable or Interrupted that ended the run early
+    ended: dict = dataclasses.field(default_factory=dict)  # what -> (result, containers, CSV rows)
+    damaged: int = 0  # weeks whose final JSON was damaged: set aside, and fetched again
+    healed: int = 0  # done weeks whose missing CSV or workbook was rebuilt from their JSON
+    seconds: float = 0.0
+    stopped_by: object = None  # the error of STOPS_THE_RUN, or the Interrupted, that ended the run early
+
+    def count(self, what, result: str, containers: int = 0, rows: int = 0) -> None:
+        """Count how one planned week ended: fetched, skipped, failed or unfinished (a later word wins)."""
+        self.ended[what] = (result, containers, rows)
+
+    def of(self, result: str) -> int:
+        return sum(1 for ended, _, _ in self.ended.values() if ended == result)
+
+    planned = property(lambda self: len(self.ended))
+    fetched = property(lambda self: self.of("fetched"))
+    skipped = property(lambda self: self.of("skipped"))
+    failed = property(lambda self: self.of("failed"))
+    unfinished = property(lambda self: self.of("unfinished"))
+    containers = property(lambda self: sum(containers for _, containers, _ in self.ended.values()))
+    rows = property(lambda self: sum(rows for _, _, rows in self.ended.values()))
 
     def line(self) -> str:
         extra = "".join(f", {count} {words}" for count, words in (
@@ -3865,60 +3965,52 @@ class Summary:
                 f"{plural(self.rows, 'CSV row')}; {self.seconds:.1f}s; files in {os.path.abspath(self.output_dir)}")
 
 
-def run_report(settings: Settings, session, clock, progress, secrets, summary: Summary) -> None:
-    """Export every planned week that is not done yet, counting in summary; the story of one run."""
-    started = clock.now()
-    layout = Layout(settings.output_dir, settings.xlsx)
-    layout.create()
-    with folder_lock(layout):
-        stale = clean_temp(layout)  # 1. nothing a killed run left is mistaken for a result
-        if stale:
-            log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
-        weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)  # 2. plan
-        jobs, done = plan_jobs(weeks, settings, started, layout)
-        done, damaged = set_aside_damaged(done)  # a damaged done marker is not trusted
-        jobs = sorted(jobs + [plan_job(files.week, settings, started, layout) for files in damaged],
-                      key=lambda job: job.week.start)
-        log_plan(settings, weeks, jobs, done)
-        stop = threading.Event()
-        client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
-                               stop=stop)
-        learner = make_learner(settings, client, layout, clock)  # 3. columns, resolved once
-        flattener = make_flattener(settings.csv_columns, learner.catalog if learner else None)
-        heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary,
-                        learner)  # 4. missing files of done weeks
-        progress.weeks_total = len(jobs)
-        exporter = Exporter(settings=settings, client=client, layout=layout, flattener=flattener,
-                            progress=progress, stop=stop, run_started=started, learner=learner)
-        try:  # 5. fetch and publish, week by week
-            exporter.run(jobs)
-        finally:
-            clean_temp(layout)  # 6. whatever unfinished weeks had staged
-            tally(summary, weeks, jobs, done, exporter.results)
-            summary.damaged = len(damaged)
-
-
-def make_learner(settings: Settings, client, layout: Layout, clock):
-    """The Learner of QID knowledge, with the catalog of the output folder, when its columns are asked for."""
-    if not settings.knowledge:
-        return None
-    catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
-    return Learner(client=client, catalog=catalog, fields=settings.knowledge, temp_folder=layout.temp, clock=clock)
+def export(settings: Settings, session, clock, progress, secrets, layout: Layout, summary: Summary) -> None:
+    """Export mode: every planned week that is not done yet, counted in summary; the story of one run."""
+    started, stop = clock.now(), Stop()
+    stale = clean_temp(layout.staging)  # 1. nothing a killed run left is mistaken for a result
+    if stale:
+        log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
+    weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)  # 2. plan
+    jobs, done = plan_jobs(weeks, settings, started, layout)
+    done, damaged = set_aside_damaged(done)  # a damaged done marker is not trusted
+    jobs = sorted(jobs + [plan_job(files.week, settings, started, layout) for files in damaged],
+                  key=lambda job: job.week.start)
+    log_plan(settings, weeks, jobs, done)
+    summary.damaged = len(damaged)
+    throughput = Throughput(clock, settings.workers, settings.policy.max_rate_limit_wait_seconds, stop)
+    client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
+                           stop=stop, throughput=throughput)
+    learner = make_learner(settings, client, layout, clock, stop)  # 3. columns, resolved once
+    flattener = make_flattener(settings.csv_columns, knowledge_getters(learner.catalog) if learner else None)
+    heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary,
+                    learner)  # 4. the missing files of done weeks
+    progress.weeks_total = len(jobs)
+    exporter = Exporter(settings=settings, client=client, throughput=throughput, layout=layout, flattener=flattener,
+                        progress=progress, stop=stop, run_started=started, learner=learner)
+    try:  # 5. fetch and publish, week by week
+        exporter.run(jobs)
+    finally:
+        clean_temp(layout.staging)  # 6. whatever unfinished weeks had staged
+        tally(summary, jobs, exporter.results)
+        if learner is not None:
+            learner.save()
 
 
 def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: Summary, learner) -> None:
-    """Rebuild the missing CSVs (and with --xlsx workbooks) of done weeks from their JSON, without a list
-    call (their QIDs' knowledge, when asked for and not in the catalog, is learned first)."""
+    """Count the done weeks skipped, and rebuild their missing CSVs (and with --xlsx workbooks) from their
+    JSON, without a list call (their QIDs' knowledge, when asked for and not in the catalog, learned first)."""
     for files in done:
+        summary.count(files.week.label, "skipped")
         learn = functools.partial(learner.learn_json, label=files.week.label) if learner else None
         try:
             rebuilt = heal_files(files, layout.temp, flattener, workbook_columns, learn)
-        except (AuthError, GatewayUnreachable, WrongGateway):
+        except STOPS_THE_RUN:
             raise
         except Exception as exc:  # the week stays done; its files are tried again next run
             log.error("Week %s: its missing files cannot be rebuilt from its JSON: %s", files.week.label,
                       describe_error(exc))
-            summary.failed += 1
+            summary.count(files.week.label, "failed")
             continue
         if rebuilt:
             log.info("Week %s: %s missing; rebuilt from its JSON, no call", files.week.label, " and ".join(rebuilt))
@@ -3936,69 +4028,72 @@ def log_plan(settings: Settings, weeks, jobs, done) -> None:
         log.info("Week %s: already exported, skipped", files.week.label)
 
 
-def tally(summary: Summary, weeks, jobs, done, results) -> None:
-    """Count what became of the planned weeks."""
-    summary.planned, summary.skipped = len(weeks), len(done)
-    for order in range(len(jobs)):
+def tally(summary: Summary, jobs, results) -> None:
+    """Count what became of the weeks the run set out to fetch."""
+    words = {Ending.FAILED: "failed", Ending.NOT_STARTED: "skipped", Ending.DONE: "fetched"}
+    for order, job in enumerate(jobs):
         result = results.get(order)
-        if result is None or result.ending is Ending.UNFINISHED:
-            summary.unfinished += 1
-        elif result.ending is Ending.FAILED:
-            summary.failed += 1
-        elif result.ending is Ending.NOT_STARTED:
-            summary.skipped += 1
+        if result is None:
+            summary.count(job.week.label, "unfinished")
         else:
-            summary.fetched += 1
-            summary.containers += result.containers
-            summary.rows += result.rows
+            summary.count(job.week.label, words.get(result.ending, "unfinished"), result.containers, result.rows)
 
 
-def rebuild_reports(settings: Settings, client, clock, summary: Summary) -> None:
-    """Write every CSV (and workbook) afresh from the stored weekly JSON, with the current columns; the
-    QID knowledge columns from the catalog, learning what it lacks only when there is a client."""
-    layout = Layout(settings.output_dir, settings.xlsx)
-    if not os.path.isdir(layout.reports):
-        raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}; "
-                         "give the --output_dir of an export")
-    layout.create()
+def rebuild(settings: Settings, session, clock, progress, secrets, layout: Layout, summary: Summary) -> None:
+    """Rebuild mode: every CSV (and workbook) written afresh from the stored weekly JSON, with the current
+    columns; the knowledge columns from the catalog, learning what it lacks only when GATEWAY is given."""
     summary.verb = "rebuilt"
-    with folder_lock(layout):
-        clean_temp(layout)
-        learner = make_learner(settings, client, layout, clock)
-        flattener = make_flattener(settings.csv_columns, learner.catalog if learner else None)
+    clean_temp(layout.staging)
+    stop = Stop()
+    client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
+                           stop=stop) if settings.calls_gateway() else None
+    learner = make_learner(settings, client, layout, clock, stop)
+    flattener = make_flattener(settings.csv_columns, knowledge_getters(learner.catalog) if learner else None)
+    try:
         for name in sorted(os.listdir(layout.reports)):
             parsed = parse_report_name(name, settings.local_time)
             if parsed and parsed.extension == "json":
                 files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
                 rebuild_one(settings, layout, files, flattener, summary, learner)
-        clean_temp(layout)
+    finally:
+        clean_temp(layout.staging)
+        if learner is not None:
+            learner.save()
 
 
 def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary, learner) -> None:
     """Rebuild one stored week's CSV (and workbook); a week that cannot be read fails alone."""
     name = os.path.basename(files.json)
-    summary.planned += 1
     try:
-        needs = learner.needs(None) if learner else None  # QIDs the catalog does not know fail the week
-        if learner is not None and learner.client is not None:
+        if learner is not None:  # first: a QID the catalog does not know fails the week, unless learned
             learner.learn_json(files.json, files.week.label)
-        containers, rows = rebuild_files(files, layout.temp, flattener,
-                                         settings.csv_columns if settings.xlsx else None, needs)
-    except (AuthError, GatewayUnreachable, WrongGateway):
+        containers, rows = rebuild_files(files, layout.temp, flattener, settings.csv_columns if settings.xlsx else None)
+    except STOPS_THE_RUN:
         raise
     except Exception as exc:  # one unreadable week fails alone, in one line
         log.error("Rebuilding the CSV of %s FAILED: %s", name, describe_error(exc))
-        summary.failed += 1
+        summary.count(name, "failed")
         return
     log.info("Rebuilt %s: %s, %s", os.path.basename(files.csv) if containers else f"nothing for {name}",
              plural(containers, "container"), plural(rows, "CSV row"))
-    summary.fetched += 1
-    summary.containers += containers
-    summary.rows += rows
+    summary.count(name, "fetched", containers, rows)
+
+
+def dry_run(settings: Settings, session, clock):
+    """Dry-run mode: print the weeks a run would fetch, their file names and QQL; no call, no file. A reader
+    that stops early (| head), or a terminal that cannot show a character (shown escaped), is no error."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        describe_plan(settings, clock, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
+    return None
 
 
 def describe_plan(settings: Settings, clock, out) -> None:
-    """Print the weeks a run would fetch, their file names and their QQL (for --dry_run)."""
+    """Print the weeks a run would fetch, their file names and their QQL."""
     started = clock.now()
     layout = Layout(settings.output_dir, settings.xlsx)
     weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)
@@ -4026,61 +4121,19 @@ def describe_plan(settings: Settings, clock, out) -> None:
                   f"  {job.query}{why}", file=out)
 
 
-@contextlib.contextmanager
-def signals_stop_the_run():
-    """Make SIGINT, SIGTERM and SIGHUP raise Interrupted in the main thread, once; a signal the
-    process was told to ignore (nohup, a background job) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    raised = []
-
-    def stop(signum, frame):
-        if not raised:  # a second signal while stopping must not cut the tidying short
-            raised.append(signum)
-            raise Interrupted(signum)
-
-    previous = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
-            previous[number] = signal.signal(number, stop)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+MODES = {"export": export, "rebuild": rebuild, "dry run": dry_run}  # what main dispatches
 
 
-def execute(settings: Settings, session, clock, progress, secrets, summary: Summary) -> None:
-    """Run the job the settings ask for, a rebuild of the CSVs or an export, counting in summary."""
-    own_session = session is None and settings.calls_gateway()
-    session = make_session(settings.workers) if own_session else session
-    try:
-        if not settings.rebuild_csv:
-            run_report(settings, session, clock, progress, secrets, summary)
-        elif settings.calls_gateway():  # a rebuild that may learn QIDs from vulnerability details
-            rebuild_reports(settings, GatewayClient(settings=settings, session=session, clock=clock, progress=progress,
-                                                    secrets=secrets, stop=threading.Event()), clock, summary)
-        else:
-            rebuild_reports(settings, None, clock, summary)
-    finally:
-        if own_session:
-            session.close()
-
-
-def run_and_report(settings: Settings, session, clock, progress, secrets):
-    """Run the export (or the rebuild) and end with the summary line; return the outcome for exit_code:
-    the Summary, or the error that stopped the run before it could count anything."""
+def run_and_report(settings: Settings, session, clock, progress, secrets, layout: Layout):
+    """Run the export or the rebuild in its folder and end with the summary line; return the outcome for
+    exit_code: the Summary, or the error that stopped the run before it could count anything."""
     started = clock.monotonic()
     summary = Summary(output_dir=settings.output_dir)
     try:
-        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__,
-                 settings.gateway or "(none)", os.path.abspath(settings.output_dir))
-        execute(settings, session, clock, progress, secrets, summary)
-    except (AuthError, GatewayUnreachable, WrongGateway, KeyboardInterrupt) as exc:  # stopped early: summarized
+        MODES[settings.mode](settings, session, clock, progress, secrets, layout, summary)
+    except STOPS_THE_RUN + (KeyboardInterrupt,) as exc:  # stopped early: summarized
         summary.stopped_by = Interrupted.of(exc) if isinstance(exc, KeyboardInterrupt) else exc
-    except (FolderBusyError, UsageError, OSError) as exc:
+    except (UsageError, OSError) as exc:
         log.error("%s", describe_error(exc))
         return exc
     except Exception as exc:  # a bug: one line here, the traceback in the log file
@@ -4117,7 +4170,7 @@ def exit_code(outcome) -> int:
         return EXIT_OK
     if isinstance(outcome, KeyboardInterrupt):
         return EXIT_SIGNAL_BASE + Interrupted.of(outcome).signum
-    if isinstance(outcome, (UsageError, WrongGateway)):
+    if isinstance(outcome, (UsageError, WrongGateway, OSError)):  # an OSError that stops a run: the folder
         return EXIT_USAGE
     if isinstance(outcome, AuthError):
         return EXIT_AUTH
@@ -4136,7 +4189,7 @@ def metrics_text(results: dict, last_success: float) -> str:
             ("last_run_exit_code", "The last export's exit code (0: every week done or skipped).",
              [("", results["exit_code"])]),
             ("last_success_time_seconds", "When an export last exited 0 (Unix time; 0: never).", [("", last_success)]),
-            ("last_run_weeks", "Weeks of the last export, by result.",
+            ("last_run_week_results", "Weeks of the last export, by result.",
              [(f'{{result="{result}"}}', results[result]) for result in METRIC_WEEK_RESULTS]),
             ("last_run_containers", "Containers the last export fetched.", [("", results["containers"])]),
             ("last_run_csv_rows", "CSV rows the last export wrote.", [("", results["rows"])])):
@@ -4154,18 +4207,15 @@ def run_results(outcome, code: int, ended: dt.datetime, duration: float) -> dict
     results = {"end": ended.timestamp(), "duration": duration, "exit_code": code, "containers": 0, "rows": 0}
     results.update({result: 0 for result in METRIC_WEEK_RESULTS})
     if isinstance(outcome, Summary):
-        results.update(fetched=outcome.fetched, skipped=outcome.skipped, failed=outcome.failed,
-                       unfinished=outcome.unfinished, containers=outcome.containers, rows=outcome.rows)
+        results.update({result: outcome.of(result) for result in METRIC_WEEK_RESULTS},
+                       containers=outcome.containers, rows=outcome.rows)
     return results
 
 
 def previous_success(path: str) -> float:
-    """The last success's time in an earlier metrics file (0 when there is none or it cannot be read);
-    read without following a symlink."""
+    """The last success's time in an earlier metrics file (0 when there is none or it cannot be read)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(descriptor, "rb") as stream:
-            text = stream.read(MAX_METRICS_BYTES).decode("utf-8", "replace")
+        text = read_regular(path, MAX_METRICS_BYTES).decode("utf-8", "replace")
     except OSError:
         return 0.0
     match = re.search(rf"^{METRICS_PREFIX}last_success_time_seconds ([0-9.e+]+)$", text, re.MULTILINE)
@@ -4175,81 +4225,92 @@ def previous_success(path: str) -> float:
         return 0.0
 
 
-def write_metrics(path: str, results: dict) -> None:
-    """Write the metrics file atomically (a temp file in its folder, then a rename over it, never
-    through a symlink), mode 0644 whatever the umask, so that node_exporter (another user) reads it.
-    The last success is this run's when it exited 0, else carried over from the previous file."""
+def write_metrics(path: str, results: dict, temp_folder: str) -> None:
+    """Write the metrics file whole (a StagedFile), mode 0644 whatever the umask, so that node_exporter (another
+    user) reads it. The last success is this run's when it exited 0, else carried over from the previous file."""
     last_success = results["end"] if results["exit_code"] == EXIT_OK else previous_success(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    descriptor, temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(metrics_text(results, last_success).encode("utf-8"))
-            stream.flush()
-            os.fchmod(stream.fileno(), METRICS_FILE_MODE)
-            os.fsync(stream.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        remove_quietly(temp_path)
-        raise
+    with StagedFile(temp_folder, path, mode=METRICS_FILE_MODE) as staged:
+        staged.stream.write(metrics_text(results, last_success).encode("utf-8"))
+        staged.publish()
+
+
+PING_POLICY = RetryPolicy(max_attempts=PING_ATTEMPTS, max_total_retry_wait_seconds=PING_BUDGET_SECONDS)
 
 
 class Pinger:
     """Tells a healthchecks-style service that an export started (URL/start) and how it ended
-    (URL/<exit code>, with the summary line as the body), in that order, from a thread of its own:
-    short timeouts and a few attempts each, never changing the run's outcome, never holding its
-    end longer than PING_BUDGET_SECONDS. The URL holds the check's secret: it is shown redacted."""
+    (URL/<exit code>, the summary line as its body), each ping from a thread of its own, through the
+    run's session under a deadline from connect to last byte, retried by the run's retry loop, reading
+    only the answer's status; it never changes the run's outcome, and never holds its end longer than
+    PING_BUDGET_SECONDS. The URL holds the check's secret: it is shown as scheme://host/***."""
 
-    def __init__(self, url: str, clock, secrets):
-        self.url, self.clock, self.redact = url, clock, secrets.redact
+    def __init__(self, url: str, session, clock, secrets):
+        self.url, self.session, self.clock, self.redact = url, session, clock, secrets.redact
         parts = urlsplit(url)
         self.shown = f"{parts.scheme}://{parts.netloc}/***"
-        for secret in [url, parts.path.strip("/")] + [piece for piece in parts.path.split("/") if len(piece) >= 8]:
+        for secret in [url, parts.path.strip("/"), parts.query] + secret_pieces(parts.path):
             secrets.remember(secret)
-        self._queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="ping")
+        self.watch, self._started = RequestWatch(), None
 
     def start(self) -> None:
-        self._thread.start()
-        self._queue.put(("start", b""))
+        self._started = self._send("start", b"")
 
     def end(self, code: int, summary: str) -> None:
-        """Send the end ping and wait for it, at most PING_BUDGET_SECONDS."""
-        self._queue.put((str(code), self.redact(summary).encode("utf-8", "replace")[:MAX_PING_BODY_BYTES]))
-        self._queue.put(None)
-        self._thread.join(PING_BUDGET_SECONDS)
-        if self._thread.is_alive():
+        """Send the end ping (after the start ping, unless that one is slow) and wait for it, a while."""
+        if self._started is not None:
+            self._started.join(PING_ORDER_SECONDS)
+        body = self.redact(summary).encode("utf-8", "replace")[:MAX_PING_BODY_BYTES]
+        pinging = self._send(str(code), body)
+        pinging.join(PING_BUDGET_SECONDS)
+        if pinging.is_alive():
             log.warning("The ping to %s did not end within %ds; the run's outcome stands", self.shown,
                         PING_BUDGET_SECONDS)
 
-    def _run(self) -> None:
-        with requests.Session() as session:
-            for item in iter(self._queue.get, None):
-                self._send(session, *item)
+    def _send(self, suffix: str, body: bytes) -> threading.Thread:
+        thread = threading.Thread(target=self._ping, args=(suffix, body), daemon=True, name=f"ping-{suffix}")
+        thread.start()
+        return thread
 
-    def _send(self, session, suffix: str, body: bytes) -> None:
-        problem = ""
-        for attempt in range(1, PING_ATTEMPTS + 1):
+    def _ping(self, suffix: str, body: bytes) -> None:
+        what = f"The ping {self.shown}/{suffix}"
+        try:
+            retried(functools.partial(self._once, f"{self.url}/{suffix}", body), what, PING_POLICY,
+                    rng=random.Random(), wait=self.clock.sleep, give_up=lambda exc, attempts: GaveUp(exc, attempts))
+        except GaveUp as failure:
+            log.warning("%s failed (%s, %s); the run's outcome stands", what, failure.trouble,
+                        plural(failure.attempts, "attempt"))
+        except Exception as exc:  # whatever it is, the run's outcome stands
+            log.warning("%s failed (%s); the run's outcome stands", what, describe_error(exc))
+
+    def _once(self, url: str, body: bytes) -> None:
+        with self.watch.deadline(PING_SECONDS) as deadline:
             try:
-                with session.post(f"{self.url}/{suffix}", data=body, timeout=PING_TIMEOUTS, allow_redirects=False,
-                                  headers={"Content-Type": "text/plain; charset=utf-8"}) as answer:
-                    if 200 <= answer.status_code < 300:
-                        return
-                    problem = f"HTTP {answer.status_code}"
-            except Exception as exc:  # whatever it is, the run's outcome stands
-                reason = network_trouble(exc, Route.to(self.url), self.clock.now()).reason
-                problem = f"{type(exc).__name__}: {reason or shorten(self.redact(str(exc)), 200)}"
-            if attempt < PING_ATTEMPTS:
-                self.clock.sleep(attempt)
-        log.warning("The ping %s/%s failed (%s, %s); the run's outcome stands", self.shown, suffix, problem,
-                    plural(PING_ATTEMPTS, "attempt"))
+                with self.session.post(url, data=body, stream=True, allow_redirects=False,
+                                       timeout=(PING_SECONDS, PING_SECONDS),
+                                       headers={"Content-Type": "text/plain; charset=utf-8"}) as answer:
+                    status = answer.status_code  # the body is never read
+            except network_errors() as exc:
+                reason = network_trouble(exc, Route.to(url), self.clock.now()).reason
+                raise TransientError(f"{type(exc).__name__}: {reason or shorten(self.redact(str(exc)), 200)}") from None
+        if deadline.expired:
+            raise TransientError(f"timed out: no answer within {PING_SECONDS:g}s")
+        if not 200 <= status < 300:
+            raise TransientError(f"HTTP {status}")
 
 
-def tell_monitors(settings: Settings, pinger, outcome, code: int, ended: dt.datetime, duration: float) -> None:
-    """Write the metrics file and send the end ping; neither changes the run's outcome."""
+def monitored(settings: Settings, session, clock, secrets, run):
+    """Run (a function of nothing, returning the outcome) with the export's monitors: the start ping, then
+    the metrics file and the end ping, told the exit code exit_code gives. Neither changes the outcome."""
+    pinger = Pinger(settings.ping_url, session, clock, secrets) if settings.ping_url else None
+    if pinger is not None:
+        pinger.start()
+    started = clock.monotonic()
+    outcome = run()
+    code = exit_code(outcome)
     if settings.metrics_file:
         try:
-            write_metrics(settings.metrics_file, run_results(outcome, code, ended, duration))
+            write_metrics(settings.metrics_file, run_results(outcome, code, clock.now(), clock.monotonic() - started),
+                          Layout(settings.output_dir).temp)
         except OSError as exc:
             log.error("Cannot write the metrics file %s: %s", settings.metrics_file, exc.strerror or exc)
     if pinger is not None:
@@ -4258,9 +4319,45 @@ def tell_monitors(settings: Settings, pinger, outcome, code: int, ended: dt.date
             pinger.end(code, summary)
         except KeyboardInterrupt:  # a signal while pinging: the run's outcome stands
             log.warning("Stopped while pinging %s; the run's outcome stands", pinger.shown)
+    return outcome
 
 
-# --- The manual ----------------------------------------------------------------------
+def run_logged(settings: Settings, session, clock):
+    """Run the export or the rebuild with the screen, the log, the session, the folder's lock and (for an
+    export) its monitors set up; return the outcome for exit_code. Only a run that holds the folder
+    prunes its logs and reports to the monitors; this run's log is always kept."""
+    secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
+    progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
+    layout = Layout(settings.output_dir, settings.xlsx)
+    with run_log(settings, clock, progress, secrets) as this_log, warnings_logged():
+        log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__, settings.gateway or "(none)",
+                 os.path.abspath(settings.output_dir))
+        try:
+            layout.create()
+            with folder_lock(layout.temp, layout.root), sessions(settings, session) as session:
+                if settings.keep_logs is not None:
+                    prune_logs(layout.logs, settings.keep_logs, this_log)
+                run = functools.partial(run_and_report, settings, session, clock, progress, secrets, layout)
+                return monitored(settings, session, clock, secrets, run) if settings.mode == "export" else run()
+        except (FolderBusyError, OSError) as exc:  # the folder cannot be had: no run, nothing to report
+            log.error("%s", describe_error(exc))
+            return exc
+
+
+@contextlib.contextmanager
+def sessions(settings: Settings, session):
+    """The run's HTTP session: the one given, or one made for the run (and closed after it) when it calls
+    the gateway or pings."""
+    own = session is None and (settings.calls_gateway() or bool(settings.ping_url))
+    session = make_session(settings.workers) if own else session
+    try:
+        yield session
+    finally:
+        if own:
+            session.close()
+
+
+# --- Command line --------------------------------------------------------------------
 
 HELP_DESCRIPTION = """\
 Export the containers of a Qualys Container Security subscription, with their
@@ -4281,223 +4378,105 @@ examples:
       --optional_filter "state:RUNNING and imageId:d1a50f311f32" \\
       --csv_columns "containerId,uuid,name,state,vuln_qid,vuln_software_names" --xlsx
 
-  # cron: the gateway and credentials from the environment, a fixed output folder (see README)
-  QUALYS_GATEWAY=https://gateway.qg2.apps.qualys.com python3 %(prog)s --output_dir /var/lib/qualys-weekly
-
   # see what would be fetched, or rewrite every CSV with other columns (no API call)
   python3 %(prog)s https://gateway.qg2.apps.qualys.com --dry_run
   python3 %(prog)s --rebuild_csv --output_dir /var/lib/qualys-weekly --csv_columns "containerId,name,vuln_qid"
 """
-
 HELP_EPILOG = """\
 gateway:
-  The API gateway of your platform, e.g. https://gateway.qg1.apps.qualys.com (US1),
-  https://gateway.qg2.apps.qualys.eu (EU2); see the README for the full table. Without
-  the GATEWAY argument it comes from QUALYS_GATEWAY (the argument wins when both are
-  there; --base_url_env is accepted for compatibility and changes nothing). The path
-  /csapi/v1.3/containers/list is added unless the URL already ends with it. https is
-  required; plain http is accepted only for a loopback host (a local test gateway).
-  HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE work as usual.
+  The API gateway of your platform, e.g. https://gateway.qg2.apps.qualys.com (the README
+  has the table of platforms). Without GATEWAY it comes from QUALYS_GATEWAY (--base_url_env
+  is accepted for compatibility). https only; plain http only to a loopback host.
+  HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE (a PEM bundle) work as usual.
 
 weeks:
-  With --start_date/--end_date: 7-day windows from the start date; the end date is
-  exclusive and the last window is cut short at it. Dates from 1970-01-01 to 9999-12-01.
-  Without dates: calendar weeks from Monday 00:00, the 52 complete weeks before the
-  current week plus the current week. Weeks are in UTC unless --local_time is given.
-  Each week [start, end) is queried as created:[<start ms> ... <end ms - 1>], and with
-  a filter F as created:[...] and (F); F must balance its parentheses, "quotes" and
-  `back-ticks`, or it is refused (it could match containers of any week).
-  A week's pages come one after another (each names the next), so when the run has
-  fewer requests in flight than the gateway's allowed rate times the time a page takes
-  call for, a week that shows more pages to come is split into chains of pages side by
-  side, each going on from the same cursor over a narrower time range: a burst of
-  containers ends up in many chains, an empty stretch in none. Each range is cut, by how
-  dense the latest page was, to hold whole pages less a little, so that a chain's last
-  page is nearly full and costs no call beyond its pages. A week's containers are
-  written in time order (created, then uuid), so the files are the same however the
-  week was split and whatever --workers is.
+  With --start_date/--end_date: 7-day windows from the start date, the end date exclusive,
+  dates from 1970-01-01 to 9999-12-01. Without them: the 52 calendar weeks (Monday 00:00)
+  before the current week, and the current week. UTC unless --local_time. A week [start,
+  end) is asked for as created:[<start ms> ... <end ms - 1>], with a filter F as
+  created:[...] and (F); F must balance its parentheses, "quotes" and `back-ticks`. A week's
+  files are the same whatever --workers and --slices are.
 
 authentication, in this order:
   QUALYS_TOKEN          a token from the Qualys UI (it lives 4 hours)
-  EMBEDDED_TOKEN        a token pasted into the script near its top; used when
-                        QUALYS_TOKEN is unset or rejected
-  QUALYS_USERNAME and   a login with POST {gateway}/auth; repeated when a token
-  QUALYS_PASSWORD       expires, so a long backfill or a cron job never dies of it
-  The token goes out through requests' auth hook, so a ~/.netrc entry cannot replace
-  it. Tokens and passwords (raw, URL-, JSON- or repr-encoded) are replaced by *** in
-  everything printed or logged; one shorter than 8 characters only where it stands
-  alone, not inside a longer word.
+  EMBEDDED_TOKEN        a token pasted into the script near its top
+  QUALYS_USERNAME and   a login with POST {gateway}/auth, repeated when its token expires
+  QUALYS_PASSWORD
+  Tokens, passwords and the ping URL's secret are replaced by *** in all that is printed.
 
 files (under --output_dir, default the current folder):
-  weekly_reports/<start>_<end>.json       the week's containers, each exactly as the
-                                          API sent it, in time order (a JSON array,
-                                          one container per line); written for empty
-                                          weeks too ([]); it marks the week done
-  weekly_csv_reports/<start>_<end>.csv    one row per container x QID; only weeks
-                                          with containers
-  weekly_xlsx_reports/<start>_<end>.xlsx  with --xlsx: the CSV's rows as a workbook
-                                          whose cells keep their types
-  <start>_<end>.partial.json / .csv       a week that ended less than 24 hours ago;
-                                          fetched again by every run until settled
-  <start>_<end>.<fingerprint>.json / .csv an export with --optional_filter; the
-                                          fingerprint is 16 hex digits of the filter
-                                          (--dry_run and the log say which filter)
-  temp_reports/                           staging; files move into place whole
-  logs/weekly_report_<timestamp>.log      one log per run
-  qid_catalog.json                        with the QID knowledge columns: what was
-                                          learned per QID (see QID knowledge)
+  weekly_reports/<start>_<end>.json       the week's containers as the API sent them, in
+                                          time order; [] for an empty week; it marks the
+                                          week done, and a done week is never fetched again
+  weekly_csv_reports/<start>_<end>.csv    one row per container x QID (weeks with containers)
+  weekly_xlsx_reports/<start>_<end>.xlsx  with --xlsx: the same rows, cells typed
+  <start>_<end>.partial.json, .csv, ...   a week that ended less than 24 hours ago: fetched
+                                          again by every run until it has settled
+  <start>_<end>.<fingerprint>.*           with --optional_filter: 16 hex digits of the filter
+  qid_catalog.json                        with the knowledge columns: what was learned per QID
+  temp_reports/, logs/                    staging (files move into place whole), run logs
   <end> is exclusive: it is the --end_date that fetches the same week again.
 
 csv columns (the default, in this order; any subset in any order with --csv_columns):
   {columns}
-  An unknown column is blank, with a warning in the log. Not in the default, each
-  turning on the QID knowledge below:
+  Not in the default, the knowledge of each QID (see QID knowledge):
   {knowledge}
+  An unknown column is blank, with a warning.
 
-QID knowledge (severity, CVEs, titles; only when one of its columns is asked for):
-  The list gives per vulnerability only its QID, result and software. What Qualys knows
-  of a QID comes from GET {gateway}/csapi/v1.3/containers/<sha>/vuln, a container's
-  vulnerability details (the token's user needs the permission to read them). Before a
-  week is published, a details call is made for each container that holds a QID not yet
-  known (the one holding the most such QIDs first), never one container twice in a run,
-  up to 16 side by side, paced by that endpoint's own rate limit and never holding back
-  the list's calls. What is learned is kept per QID, with when it was learned, in
-  <output_dir>/qid_catalog.json (written whole, like the reports), so a QID costs a call
-  once; one learned over 30 days ago is asked again when a week holds it (Qualys revises
-  severities and adds CVEs). Per-container fields (firstFound, customerSeverity) are never
-  kept there. A field the list itself sends (some tenants send severity) is used as sent.
-  vuln_cveids is joined with "; ", vuln_published is ISO-8601 UTC; in a workbook severity
-  and CVSS are numbers, the patch flag a boolean and published a date. A week whose QIDs
-  cannot be learned (the details keep failing, or every container holding one is gone:
-  404) fails like a failed page; a 403 stops the run (exit 3) before anything is
-  published with blanks. A QID the details of its containers never mention stays blank,
-  with a warning. --rebuild_csv fills these columns from the catalog with no call; a QID
-  the catalog lacks fails its week, unless a GATEWAY (or QUALYS_GATEWAY) is given: then
-  it is learned from the details of the week's stored containers, with no list call.
+QID knowledge (only when one of its columns is asked for):
+  The list gives a vulnerability's QID, result and software; its severity, title, CVEs and
+  the rest come from GET {gateway}/csapi/v1.3/containers/<sha>/vuln, one call per container
+  holding a QID not yet known, kept per QID in qid_catalog.json and asked again after 30
+  days. A value the list sends itself is used as sent. A week whose QIDs cannot be learned
+  fails (and is fetched again next run); details refused for every container asked stop
+  the run (exit 3) before anything is published with blanks. --rebuild_csv fills these
+  columns from the catalog; a QID it lacks fails its week unless GATEWAY is given (then
+  only details are asked for, never the list).
 
 csv format:
-  One row per container x vulnerability (QID); the container's cells repeat on each of
-  its rows, and a container without vulnerabilities gets one row with blank vuln_*
-  cells. Dotted names read nested objects (host.hostname), [0] picks a list item;
-  anything missing or null, and the literal "null" the API sends for some fields, is
-  a blank cell. created, updated, stateChanged, vuln_firstFound and vuln_lastFound are
-  ISO-8601 UTC (2025-09-01T08:15:00Z, with .123 when the milliseconds are not zero).
-  Lists are joined with "; ", a null entry keeping its place, so the n-th name,
-  version and fix version of the vuln_software_* columns line up. A {key, value}
-  pair is key=value; other objects are compact JSON with sorted keys. Booleans are
-  true/false; numbers are written as they came (1e400 too). A text cell starting with
-  = + - @ TAB or CR gets a leading ' so a spreadsheet cannot run it as a formula (a
-  plain number such as -1 is left alone). UTF-8 with a byte-order mark, every cell
-  quoted, rows ending in CRLF; a lone surrogate escape becomes U+FFFD. Spreadsheets
-  re-type CSV cells (ids lose leading zeros, 1.10 becomes 1.1): use --xlsx; scripts
-  read the CSV with encoding "utf-8-sig".
+  A container without vulnerabilities has one row with blank vuln_* cells. Dotted names
+  read nested objects (host.hostname), [0] a list item. Missing, null and "null" are blank;
+  times are ISO-8601 UTC (2025-09-01T08:15:00Z); lists are joined with "; " (the n-th name,
+  version and fix version line up); {key, value} is key=value; other objects compact JSON;
+  numbers as sent. A text cell starting with = + - @ TAB or CR gets a leading ' (a plain
+  number is left alone). UTF-8 with a byte-order mark, every cell quoted, CRLF rows.
 
 workbooks (--xlsx, needs XlsxWriter):
-  The CSV's columns and rows, written row by row from the week's JSON. Text is a
-  string cell, never re-typed or evaluated (so no formula guard is needed); the time
-  columns are date-time cells in UTC; JSON numbers are numbers (an integer too long
-  for a spreadsheet stays text); booleans are booleans; blanks are empty cells. The
-  header is frozen, the autofilter on. Past 1,048,576 rows a sheet continues on
-  <week>_2, <week>_3...; a cell holds at most 32,767 characters (the CSV and JSON
-  keep longer values whole). --rebuild_csv --xlsx rebuilds the workbooks too.
+  The CSV's rows with typed cells: text never evaluated, times as UTC dates, numbers as
+  numbers (an integer past 2^53 stays text), booleans; the header frozen, an autofilter;
+  past 1,048,576 rows a sheet goes on as <week>_2, <week>_3...
 
-odd records (one never fails its week):
-  a uuid that is a list, an object, a number or true: kept; told apart by type and
-  value, so 1, 1.0, true and "1" are four containers. Values nested hundreds of levels
-  deep: kept; the cell is compact JSON. A lone surrogate: the JSON keeps the escape.
-  A number Python cannot hold (1e400, 5,000 digits): kept as sent. Bytes that are not
-  UTF-8: replaced by U+FFFD, with a warning. NaN or Infinity (not JSON): the page is
-  retried, then the week fails. A page nested too deeply to decode, or a Link header
-  that names a next page but cannot be read: the week fails at once, in one line. A
-  container the gateway serves twice while paging: its first copy is kept.
+odd records (none fails its week): any uuid (told apart by type), deep nesting, numbers Python
+  cannot hold, bytes that are not UTF-8 (U+FFFD); a container served twice is kept once; items
+  that are not objects are dropped, and containers created outside the week asked for left out.
 
-errors:
-  401/403              the next token source (see authentication); none left, a wrong
-                       password, or 3 fresh login tokens refused in a row: exit 3. A
-                       403 on vulnerability details stops the run at once: exit 3
-  429                  waits X-RateLimit-ToWait-Sec, else Retry-After (seconds or a
-                       date), else the X-RateLimit-Window-Sec window (60 s if none):
-                       at least 1 s, at most 15 minutes a time; every worker pauses;
-                       over an hour of 429s for one request fails its week
-  pacing               every answer's X-RateLimit-Limit/-Window-Sec/-Remaining space
-                       all workers' calls 5% under the limit, and no window holds
-                       more; calls the spacing allowed but the run left unsent (while
-                       it awaited the first answer, or kept few requests going) go at
-                       once, a tenth of a window's allowance at most; Remaining: 0
-                       holds them for the window; absurd values never make a wait
-                       over 15 min
-  5xx, resets,         retried with exponential backoff and jitter: up to 6 attempts
-  timeouts, cut or     and 5 minutes of waiting per request, then the week fails
-  non-JSON bodies
-  other 4xx            the week fails at once, with the gateway's message
-  not a page           a 200 whose JSON object has no data field (an error message, or
-                       {}) is a failed request, never an empty week: retried, then the
-                       week fails with what the gateway said
-  out of range         a container created outside the week (or slice) asked for is left
-                       out of it, and counted in the log; one whose created cannot be
-                       read is kept. Items of data that are not objects are dropped
-  the clocks           the gateway's Date is compared with this machine's clock (a
-                       warning past 5 minutes): a week is final only once it ended 24
-                       hours before both; one not begun by the gateway's is not fetched
-  a damaged JSON       a final JSON that is empty, cut short or not an array is kept
-                       aside as <name>.damaged and its week fetched again; a done week's
-                       missing CSV (or with --xlsx workbook) is rebuilt from its JSON
-  a stalled answer     --read_timeout bounds a whole exchange, from its connection
-                       (a proxy's CONNECT answer included) to its last byte, through
-                       any route: direct, an http:// or https:// proxy, SOCKS (10 s
-                       more to connect); an answer past 256 MiB (inflated) is dropped,
-                       and answers in flight hold at most 256 MiB together
-  a redirect           never followed, nor its body read: the week fails, naming where
-                       it pointed; on the login it stops the run (exit 2): a wrong URL
-  no progress          3 pages in a row without a new container fail the week
-  unreachable          when the gateway has never answered this run and cannot be
-                       reached (unknown name, refused connection, untrusted
-                       certificate, no answer to connect): until it has answered once
-                       one request finds out, then one line, exit 1. A proxy that wants
-                       a password (407) or a SOCKS proxy without PySocks stop at once
-  a bad token          quotes, a 'Bearer ' prefix, a line break or a character an HTTP
-                       header cannot carry: one line naming the source, then the next
-  a failed week        nothing is written for it; the others go on; exit 1; the next
-                       run fetches it again
-  a full disk          the week fails and its temp files are removed; a log file that
-                       cannot be written is said once, the screen goes on
-  a crash, kill -9     files move into place whole (CSV and workbook first, the JSON
-                       that marks the week done last), so no half file is ever left;
-                       the next run removes stale temp files and redoes the rest
-  a signal             SIGINT, SIGTERM and SIGHUP stop the run alike: finished weeks
-                       are kept, unfinished ones leave nothing; exit 128 + N
-  a second run         on the same folder stops at once (an OS lock); exit 1
-  No run outlives pages x 6 attempts x (10 s + --read_timeout) plus its bounded waits,
-  and none prints a traceback: an unexpected error is one line on the screen, its
-  traceback in the log file. Tighten file modes with umask 077.
+errors: (the README has a table of messages and what to do)
+  A week that cannot be fetched whole is never written: the others go on, the run exits 1,
+  and the next run fetches it again. 401/403 move to the next token source (none left: exit
+  3); a 429 waits as the gateway says (at most 15 minutes a time, an hour in all); 5xx,
+  resets, timeouts and bodies that are not JSON (a 200 without data too) are retried, 6
+  attempts; a redirect is never followed. --read_timeout bounds a whole answer on every
+  route, and an answer past 256 MiB is dropped. A gateway that never answered and is
+  unreachable stops the run in a few lines (exit 1). A damaged final JSON is kept aside as
+  <name>.damaged and its week fetched again. Files move into place whole, the JSON last, so
+  a crash or a signal (SIGINT, SIGTERM, SIGHUP) leaves no half file; a second run on the same
+  folder stops at once. An unexpected error is one line; its traceback is in the log.
 
-monitoring (the cron and systemd recipes and two alerts are in the README):
-  --metrics_file PATH   at the end of every export (also one stopped by a refused token,
-                        an unreachable gateway or a signal) gauges for node_exporter's
-                        textfile collector, written whole (a temp file in PATH's folder,
-                        then a rename over PATH, never through a symlink), mode 0644
-                        whatever the umask, no timestamps; all named weeklycontainerreport_*:
-                        last_run_end_time_seconds, last_run_duration_seconds,
-                        last_run_exit_code, last_success_time_seconds (kept from the
-                        previous file when this export did not exit 0; 0: never),
-                        last_run_weeks{result="fetched|skipped|failed|unfinished"},
-                        last_run_containers, last_run_csv_rows
-  --ping_url URL        URL/start when an export starts, URL/<exit code> with the summary
-                        line as the body when it ends (healthchecks.io style); 5 s timeouts,
-                        3 attempts, never a change to the exit code, never more than 25 s
-                        added to the end. The URL is a secret: shown as https://host/***.
-                        https only (plain http to a loopback host)
-  --keep_logs N         keep the N newest run logs in logs/ (this run's among them); only
-                        files named weekly_report_<timestamp>.log are ever removed
-  A --rebuild_csv run leaves the metrics file and the pings alone.
+monitoring (the cron and systemd recipes and the alerts are in the README):
+  --metrics_file PATH   after every export, gauges for node_exporter's textfile collector,
+                        written whole, mode 0644: weeklycontainerreport_last_run_end_time_seconds,
+                        _last_run_duration_seconds, _last_run_exit_code, _last_success_time_seconds
+                        (0: never), _last_run_week_results{result=fetched|skipped|failed|unfinished},
+                        _last_run_containers, _last_run_csv_rows
+  --ping_url URL        (or QUALYS_PING_URL) URL/start when an export starts, URL/<exit code>
+                        with the summary line when it ends, as healthchecks.io expects; a
+                        ping never changes the exit code nor holds the end more than 25 s
+  --keep_logs N         keep the N newest run logs (this run's among them)
+  A --rebuild_csv run, and a run refused by another's lock, leave both alone.
 
 exit codes:
 {exit_codes}
-  On 130, 143 and 129 finished weeks are kept and unfinished ones leave nothing behind.
 """
-
-
-# --- Command line --------------------------------------------------------------------
 
 
 class Parser(argparse.ArgumentParser):
@@ -4507,31 +4486,39 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def exit_code_table() -> str:
-    """The exit codes and their meanings, laid out for --help."""
-    lines = []
-    for code, meaning in EXIT_MEANINGS:
-        words, line = meaning.split(), f"  {code:<4} "
-        for word in words:
-            if len(line) + len(word) > 86:
-                lines.append(line.rstrip())
-                line = " " * 7
-            line += word + " "
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+def help_lines(text: str, first: str = "  ", rest: str = "  ") -> str:
+    """Text wrapped for --help, its first line after first, the others after rest."""
+    return textwrap.fill(text, 88, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
 
 
-def wrap_columns(columns, width: int = 78) -> str:
-    """Lay out column names over indented lines for the help text."""
-    lines, line = [], ""
-    for column in columns:
-        piece = column + ", "
-        if len(line) + len(piece) > width:
-            lines.append(line.rstrip())
-            line = "  "
-        line += piece
-    lines.append(line.rstrip(", "))
-    return "\n".join(lines)
+OPTIONS = (  # --name (and --hyphen-name), argparse's keywords; in --help's order
+    ("--base_url_env", dict(action="store_true", help="accepted for compatibility: the gateway comes from "
+                                                     "QUALYS_GATEWAY anyway when GATEWAY is not given")),
+    ("--start_date", dict(metavar="YYYY-MM-DD", help="first day to export (give --end_date too)")),
+    ("--end_date", dict(metavar="YYYY-MM-DD", help="day after the last day to export (exclusive)")),
+    ("--optional_filter", dict(metavar="QQL", default="", help='QQL filter added to each query, e.g. "state:RUNNING"')),
+    ("--csv_columns", dict(metavar="A,B,C", help="comma-separated CSV columns (default: the columns listed below)")),
+    ("--xlsx", dict(action="store_true", help="also write a workbook beside each CSV, cells typed (needs XlsxWriter)")),
+    ("--output_dir", dict(metavar="DIR", default=".", help="the folder of every folder below (default: here)")),
+    ("--workers", dict(default="auto", metavar="N", help=f"the most requests in flight, 1 to {MAX_WORKERS} (default: "
+                                                         "auto, as many as the gateway's rate limit calls for)")),
+    ("--slices", dict(type=int, default=DEFAULT_SLICES, metavar="N", help="the most chains of pages a week may be "
+                                                                          f"fetched as, 1 to {MAX_SLICES} (default: "
+                                                                          "%(default)s)")),
+    ("--local_time", dict(action="store_true", help="cut weeks at midnight in this machine's time zone, not UTC")),
+    ("--read_timeout", dict(type=float, default=RetryPolicy.read_timeout_seconds, metavar="SECONDS",
+                            help="longest a page may take, first byte to last (1 to 3600; default: %(default)g)")),
+    ("--dry_run", dict(action="store_true", help="print the weeks, file names and QQL a run would use; no call")),
+    ("--rebuild_csv", dict(action="store_true", help="rewrite every CSV (and with --xlsx workbook) from the stored "
+                                                    "JSON with the current --csv_columns; no list call, no token")),
+)
+MONITORING_OPTIONS = (
+    ("--metrics_file", dict(metavar="PATH", default="", help="after every export, its metrics for node_exporter's "
+                                                            "textfile collector")),
+    ("--ping_url", dict(metavar="URL", default="", help="tell a healthchecks-style service: URL/start, then "
+                                                       "URL/<exit code> (default: $QUALYS_PING_URL)")),
+    ("--keep_logs", dict(metavar="N", type=int, default=None, help="keep the N newest run logs (default: all)")),
+)
 
 
 def build_parser() -> Parser:
@@ -4539,59 +4526,19 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="weeklycontainerreport.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=HELP_DESCRIPTION,
-        epilog=HELP_EPILOG.replace("{columns}", wrap_columns(CSV_COLUMNS)).replace(
-            "{knowledge}", wrap_columns(KNOWLEDGE_COLUMNS)).replace("{exit_codes}", exit_code_table()),
+        epilog=HELP_EPILOG.replace("{columns}", help_lines(", ".join(CSV_COLUMNS), "")).replace(
+            "{knowledge}", help_lines(", ".join(KNOWLEDGE_COLUMNS), "")).replace("{exit_codes}", "\n".join(
+                help_lines(meaning, f"  {code:<4} ", " " * 7) for code, meaning in EXIT_MEANINGS)),
     )
     parser.add_argument("gateway", nargs="?", metavar="GATEWAY",
                         help="gateway URL, e.g. https://gateway.qg2.apps.qualys.com (default: $QUALYS_GATEWAY; "
                              "not needed with --rebuild_csv or --dry_run)")
-    parser.add_argument("--base_url_env", "--base-url-env", action="store_true",
-                        help="accepted for compatibility: the gateway comes from QUALYS_GATEWAY anyway "
-                             "when GATEWAY is not given")
-    parser.add_argument("--start_date", "--start-date", metavar="YYYY-MM-DD",
-                        help="first day to export (give --end_date too)")
-    parser.add_argument("--end_date", "--end-date", metavar="YYYY-MM-DD",
-                        help="day after the last day to export (exclusive)")
-    parser.add_argument("--optional_filter", "--optional-filter", metavar="QQL", default="",
-                        help="QQL filter added to each week's query, e.g. \"state:RUNNING\"")
-    parser.add_argument("--csv_columns", "--csv-columns", metavar="A,B,C", default=None,
-                        help="comma-separated CSV columns (default: the columns listed below)")
-    parser.add_argument("--xlsx", action="store_true",
-                        help="also write weekly_xlsx_reports/<week>.xlsx, cells typed (needs XlsxWriter)")
-    parser.add_argument("--output_dir", "--output-dir", metavar="DIR", default=".",
-                        help="folder for the weekly_*_reports/, temp_reports/ and logs/ folders "
-                             "(default: the current folder)")
-    parser.add_argument("--workers", default="auto", metavar="N",
-                        help=f"the most requests in flight at once, 1 to {MAX_WORKERS}, sharing one rate limit; "
-                             "auto (the default) keeps as many as the gateway's allowed rate times the time its "
-                             f"answers take call for, up to {MAX_WORKERS}")
-    parser.add_argument("--slices", type=int, default=DEFAULT_SLICES, metavar="N",
-                        help=f"the most chains of pages one week may be fetched as, side by side, 1 to {MAX_SLICES} "
-                             "(default: %(default)s; 1 fetches every week as one chain)")
-    parser.add_argument("--local_time", "--local-time", action="store_true",
-                        help="cut weeks at midnight in this machine's time zone instead of UTC")
-    parser.add_argument("--read_timeout", "--read-timeout", type=float, default=RetryPolicy.read_timeout_seconds,
-                        metavar="SECONDS", help="longest a page may take, first byte to last, before it is "
-                                                "retried (1 to 3600; default: %(default)g)")
-    parser.add_argument("--dry_run", "--dry-run", action="store_true",
-                        help="print the weeks, file names and QQL a run would use; no API call, no token")
-    parser.add_argument("--rebuild_csv", "--rebuild-csv", action="store_true",
-                        help="rewrite every CSV (and with --xlsx every workbook) from the stored JSON with the "
-                             "current --csv_columns; no API call, no gateway, no token")
-    add_monitoring_arguments(parser.add_argument_group("monitoring (cron, systemd; see the README)"))
+    monitoring = parser.add_argument_group("monitoring (cron, systemd; see the README)")
+    for group, options in ((parser, OPTIONS), (monitoring, MONITORING_OPTIONS)):
+        for name, keywords in options:
+            group.add_argument(*dict.fromkeys((name, name.replace("_", "-"))), **keywords)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
-
-
-def add_monitoring_arguments(group) -> None:
-    group.add_argument("--metrics_file", "--metrics-file", metavar="PATH", default="",
-                       help="after every export, write its metrics for node_exporter's textfile collector to "
-                            "PATH (e.g. /var/lib/node_exporter/textfile/weeklycontainerreport.prom)")
-    group.add_argument("--ping_url", "--ping-url", metavar="URL", default="",
-                       help="tell a healthchecks-style service: URL/start when an export starts, "
-                            "URL/<exit code> with the summary line when it ends")
-    group.add_argument("--keep_logs", "--keep-logs", metavar="N", type=int, default=None,
-                       help="keep the N newest run logs in logs/ and remove older ones (default: keep all)")
 
 
 def parse_date(text: str, flag: str) -> dt.date:
@@ -4605,13 +4552,6 @@ def parse_date(text: str, flag: str) -> dt.date:
     return day
 
 
-def parse_keep_logs(count):
-    """Read --keep_logs: None keeps every run log; otherwise 1 or more (this run's log is always kept)."""
-    if count is not None and count < 1:
-        raise UsageError(f"--keep_logs must be 1 or more (this run's log is one of them), not {count}")
-    return count
-
-
 def parse_columns(text) -> tuple:
     """Read --csv_columns; not given means the default columns."""
     if text is None:
@@ -4622,24 +4562,54 @@ def parse_columns(text) -> tuple:
     return columns
 
 
+def within(value, low, high, flag: str, more: str = ""):
+    """value, when from low to high (None: unbounded); else a UsageError naming the flag."""
+    if value is None or not (math.isfinite(value) and (low is None or low <= value) and (high is None or value <= high)):
+        bounds = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise UsageError(f"{flag} must be {more}{bounds}, not {value!r}")
+    return value
+
+
 def parse_workers(text: str) -> int:
     """Read --workers: auto (the ceiling) or a number from 1 to MAX_WORKERS."""
     if text.strip().lower() == "auto":
         return MAX_WORKERS
     try:
-        workers = int(text)
+        return within(int(text), 1, MAX_WORKERS, "--workers", "auto or a number ")
     except ValueError:
-        workers = 0
-    if not 1 <= workers <= MAX_WORKERS:
-        raise UsageError(f"--workers must be auto or a number from 1 to {MAX_WORKERS}, not {text!r}")
-    return workers
+        raise UsageError(f"--workers must be auto or a number from 1 to {MAX_WORKERS}, not {text!r}") from None
 
 
-def parse_read_timeout(seconds: float) -> float:
-    low, high = READ_TIMEOUT_RANGE
-    if not (math.isfinite(seconds) and low <= seconds <= high):
-        raise UsageError(f"--read_timeout must be from {low:g} to {high:g} seconds, not {seconds:g}")
-    return seconds
+def is_loopback(host: str) -> bool:
+    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_url(text: str, what: str, example: str):
+    """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
+    another scheme than https (plain http only to a loopback host), credentials, a query or a fragment."""
+    try:
+        parts = urlsplit(text.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        if host:
+            host.encode("idna")  # an empty or over-long label can never be looked up
+    except ValueError:  # UnicodeError included
+        raise UsageError(f"{what}: the URL has a bad host or port: {text!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise UsageError(f"{what}: must be an https:// URL,{example} not {text!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
+    if scheme == "http" and not is_loopback(host):
+        raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
+                         "use https")
+    return parts
 
 
 def gateway_base(gateway: str, source: str = "GATEWAY") -> str:
@@ -4695,9 +4665,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         end_date = parse_date(args.end_date, "--end_date")
         if end_date <= start_date:
             raise UsageError("--end_date must be after --start_date (it is exclusive)")
-    workers = parse_workers(args.workers)
-    if not 1 <= args.slices <= MAX_SLICES:
-        raise UsageError(f"--slices must be from 1 to {MAX_SLICES}")
+    workers, slices = parse_workers(args.workers), within(args.slices, 1, MAX_SLICES, "--slices")
     if args.rebuild_csv and args.dry_run:
         raise UsageError("--rebuild_csv and --dry_run do not go together")
     optional_filter = args.optional_filter.strip()
@@ -4712,59 +4680,49 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
         csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=workers,
         local_time=args.local_time, dry_run=args.dry_run, rebuild_csv=args.rebuild_csv, xlsx=args.xlsx,
-        slices=args.slices,
-        policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=parse_read_timeout(args.read_timeout)),
+        slices=slices, policy=dataclasses.replace(RetryPolicy(), read_timeout_seconds=within(
+            args.read_timeout, *READ_TIMEOUT_RANGE, "--read_timeout")),
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
         metrics_file=args.metrics_file.strip(), ping_url=ping_base(args.ping_url) if args.ping_url.strip() else "",
-        keep_logs=parse_keep_logs(args.keep_logs),
+        keep_logs=args.keep_logs if args.keep_logs is None else within(args.keep_logs, 1, None, "--keep_logs"),
     )
     if settings.calls_gateway():
         check_ca_bundle(environ)
     return settings
 
 
-def requests_missing() -> UsageError:
-    return UsageError("the 'requests' package is missing. Either run the script with the virtual environment "
-                      "(python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt, then "
-                      ".venv/bin/python weeklycontainerreport.py ...), or install your distribution's "
-                      "python3-requests package (apt install python3-requests, or dnf install python3-requests)")
-
-
-def check_dependencies(settings: Settings) -> None:
-    """Refuse to start without requests (the export needs it) or XlsxWriter (for --xlsx)."""
+def check_what_it_needs(settings: Settings) -> None:
+    """Refuse to start, in one line, without requests (the export needs it), XlsxWriter (for --xlsx), stored
+    weeks to rebuild, or a place the metrics file can be written to."""
     if requests is None and settings.calls_gateway():
-        raise requests_missing()
+        raise UsageError("the 'requests' package is missing. Either run the script with the virtual environment "
+                         "(python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt, then "
+                         ".venv/bin/python weeklycontainerreport.py ...), or install your distribution's "
+                         "python3-requests package (apt install python3-requests, or dnf install python3-requests)")
     if settings.xlsx:
         import_xlsxwriter()
+    layout = Layout(settings.output_dir)
+    if settings.rebuild_csv and not os.path.isdir(layout.reports):
+        raise UsageError(f"nothing to rebuild: no {REPORTS_DIR}/ in {os.path.abspath(layout.root)}; "
+                         "give the --output_dir of an export")
+    if settings.metrics_file and settings.mode == "export":
+        check_metrics_file(settings.metrics_file, layout)
 
 
-def print_plan(settings: Settings, clock) -> None:
-    """--dry_run: print the plan; a reader that stops early (| head), or a terminal that cannot show
-    a character (shown escaped instead), is no error."""
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="backslashreplace")
-    try:
-        describe_plan(settings, clock, sys.stdout)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
-
-
-def run_logged(settings: Settings, session, clock):
-    """Run with the screen, the redaction of secrets and the run log set up; return the outcome."""
-    secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
-    progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-    with run_log(settings, clock, progress, secrets), warnings_logged():
-        monitored = not settings.rebuild_csv  # --metrics_file and --ping_url tell of exports only
-        pinger = Pinger(settings.ping_url, clock, secrets) if settings.ping_url and monitored else None
-        if pinger is not None:
-            pinger.start()
-        started = clock.monotonic()
-        outcome = run_and_report(settings, session, clock, progress, secrets)
-        if monitored:  # exit_code is the one mapping; main returns the same code
-            tell_monitors(settings, pinger, outcome, exit_code(outcome), clock.now(), clock.monotonic() - started)
-        return outcome
+def check_metrics_file(path: str, layout: Layout) -> None:
+    """Refuse a --metrics_file that cannot be written whole (no such folder, a folder, a FIFO) or that
+    would replace a file of the export's own (in its folders, its catalog)."""
+    real = os.path.realpath(path)
+    folder = os.path.dirname(real)
+    ours = [os.path.realpath(folder) for folder in layout.staging + (layout.logs,)]
+    if not os.path.isdir(folder):
+        raise UsageError(f"--metrics_file: its folder {folder} does not exist")
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode) and not os.path.islink(path):
+        raise UsageError(f"--metrics_file: {path} is not a regular file")
+    if any(os.path.commonpath([real, managed]) == managed for managed in ours) or \
+            real == os.path.realpath(os.path.join(layout.root, CATALOG_NAME)):
+        raise UsageError(f"--metrics_file: {path} is one of the export's own files")
 
 
 def refused(exc: BaseException):
@@ -4774,7 +4732,7 @@ def refused(exc: BaseException):
         print(f"weeklycontainerreport.py: stopped by {exc.name} before the run began", file=sys.stderr)
         return exc
     print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
-    return exc if isinstance(exc, UsageError) else UsageError(describe_error(exc))
+    return exc
 
 
 def main(argv=None, clock=None, session=None, environ=None) -> int:
@@ -4784,11 +4742,11 @@ def main(argv=None, clock=None, session=None, environ=None) -> int:
     with signals_stop_the_run():
         try:
             settings = settings_from(build_parser().parse_args(argv), environ, EMBEDDED_TOKEN)  # 1. what to do
-            check_dependencies(settings)  # 2. what it needs
-            if settings.dry_run:
-                outcome = print_plan(settings, clock)  # 3. either say what a run would do,
+            check_what_it_needs(settings)  # 2. what it needs
+            if settings.mode == "dry run":
+                outcome = dry_run(settings, session, clock)  # 3. a mode: say what a run would do,
             else:
-                outcome = run_logged(settings, session, clock)  # or run, logged, ending with its summary
+                outcome = run_logged(settings, session, clock)  # or export or rebuild, logged and summed up
         except SystemExit:  # --help and --version printed what was asked for
             outcome = None
         except (UsageError, OSError, KeyboardInterrupt) as exc:

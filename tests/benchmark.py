@@ -31,23 +31,28 @@ import sys
 import tempfile
 import time
 
-from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway
+from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway, Fault
 
 FIRST_DAY = dt.date(2025, 9, 1)
 MiB = 1024 * 1024
 
 # The child reports its own peak RSS (VmHWM of its process image). ru_maxrss from wait4 would
 # not do: Linux folds the parent's RSS at fork/exec time into it, and the parent holds the fake.
+# The child may switch a rule off first (--patch Pacer.BURST_SHARE=0): the script's own classes, patched.
 PEAK_PROBE = (
-    "import runpy, sys\n"
-    "sys.argv = sys.argv[1:]\n"
-    "code = 0\n"
-    "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-    "except SystemExit as exc:\n    code = exc.code\n"
+    "import os, sys\n"
+    "sys.path.insert(0, os.path.dirname(sys.argv[1]))\n"
+    "import weeklycontainerreport as script\n"
+    "for patch in filter(None, os.environ.get('BENCHMARK_PATCH', '').split(';')):\n"
+    "    name, value = patch.split('=')\n"
+    "    owner, attribute = name.rsplit('.', 1)\n"
+    "    setattr(getattr(script, owner), attribute, eval(value))\n"
+    "code = script.main(sys.argv[2:])\n"
     "peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')]\n"
     "sys.stderr.write('PEAK_RSS_KB %s\\n' % peak[0])\n"
     "sys.exit(code)\n"
 )
+PATCHES = []  # --patch: rules switched off (or changed) in every timed child
 
 # A clean child times json.loads of the pages a file holds (length-prefixed), so that the
 # parent's big heap (the fake and its data) does not slow the collector and flatter the ratio.
@@ -75,7 +80,7 @@ def run_exporter(url, folder, first_day, end_day, *extra):
     command = [sys.executable, "-c", PEAK_PROBE, SCRIPT, url, "--start_date", first_day.isoformat(),
                "--end_date", end_day.isoformat(), "--output_dir", folder, *extra]
     started = time.monotonic()
-    child = subprocess.Popen(command, env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN),
+    child = subprocess.Popen(command, env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN, BENCHMARK_PATCH=";".join(PATCHES)),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = child.stderr.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
@@ -86,14 +91,17 @@ def run_exporter(url, folder, first_day, end_day, *extra):
 
 
 def timed_run(gateway, weeks: int, *extra) -> dict:
-    """One export against the gateway into a fresh folder; its calls, 429s and wall time."""
+    """One export against the gateway into a fresh folder; its calls, 429s, wall time, and the time
+    to the last page's answer (paging; the rest is writing the files, on this machine's CPU)."""
     before_calls, before_429 = len(gateway.list_calls()), gateway.rate_limited
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         code, wall, _, _ = run_exporter(gateway.url, folder, FIRST_DAY, FIRST_DAY + dt.timedelta(days=7 * weeks),
                                         *extra)
-    calls = len(gateway.list_calls()) - before_calls
+    calls = gateway.list_calls()[before_calls:]
     limited = gateway.rate_limited - before_429
-    return {"code": code, "wall": wall, "calls": calls, "share_429": limited / max(calls, 1)}
+    paging = max(call["at"] for call in calls) + gateway.latency_seconds - started if calls else wall
+    return {"code": code, "wall": wall, "paging": paging, "calls": len(calls), "share_429": limited / max(len(calls), 1)}
 
 
 def median_of(runs: list, key: str) -> float:
@@ -112,36 +120,46 @@ SHAPES = (
 )
 
 
-def open_week_gateway(containers: int, latency: float, burst) -> FakeGateway:
+def open_week_gateway(containers: int, latency: float, burst, lag: str = "realistic") -> FakeGateway:
+    """The big open week: its containers generated as the gateway would hold them at the week's end
+    (no updated later than that), 1 in 100 of them moving on in updated once served (re-served)."""
     gateway = FakeGateway(vulns_per_container=1, software_per_vuln=1)
+    gateway.lag = lag
     end_day = FIRST_DAY + dt.timedelta(days=7)
+    gateway.now = lambda: dt.datetime(end_day.year, end_day.month, end_day.day, tzinfo=dt.timezone.utc)
     if burst:
         gateway.generate_burst(containers, FIRST_DAY, end_day, *burst)
     else:
         gateway.generate(containers, FIRST_DAY, end_day)
+    gateway.now = lambda: dt.datetime.now(dt.timezone.utc)
     gateway.latency_seconds = latency
     gateway.rate_limit = (120, 6.0)
     gateway.render()
+    gateway.faults = [Fault("touch", times=-1, uuids=frozenset(record.uuid for record in gateway.records[::100]))]
     return gateway
 
 
-def big_open_week(repetitions: int, containers: int) -> None:
+def big_open_week(repetitions: int, containers: int, lags) -> None:
     pages = math.ceil(containers / 250)
     ideal = pages / (120 / 6.0)
     print(f"1. The big open week: {containers} containers ({pages} pages), 120 calls / 6 s; ideal {ideal:.1f}s")
-    for number, (what, latency, burst) in enumerate(SHAPES):
-        configs = [("defaults", ())]
-        if number == 0:
-            configs += [("--workers 1", ("--workers", "1")), ("--slices 1", ("--slices", "1"))]
-        with open_week_gateway(containers, latency, burst) as gateway:
-            for label, extra in configs:
-                runs = []
-                for _ in range(repetitions):
-                    runs.append(timed_run(gateway, 1, *extra))
-                    time.sleep(gateway.rate_limit[1])  # a fresh window for the next run
-                print(f"   {what:38} {label:12} exit {runs[0]['code']}: wall / ideal = "
-                      f"{median_of(runs, 'wall') / ideal:.2f}x, {median_of(runs, 'calls'):.0f} calls, "
-                      f"429s = {median_of(runs, 'share_429'):.1%}")
+    for lag in lags:
+        for number, (what, latency, burst) in enumerate(SHAPES):
+            configs = [("defaults", ())]
+            if number == 0 and lag == lags[0]:
+                configs += [("--workers 1", ("--workers", "1")), ("--slices 1", ("--slices", "1"))]
+            gateway = open_week_gateway(containers, latency, burst, lag)
+            with gateway:
+                for label, extra in configs:
+                    runs = []
+                    for _ in range(repetitions):
+                        gateway.faults[0].uuids = frozenset(record.uuid for record in gateway.records[::100])
+                        runs.append(timed_run(gateway, 1, *extra))
+                        time.sleep(gateway.rate_limit[1])  # a fresh window for the next run
+                    print(f"   {lag:9} {what:38} {label:12} exit {runs[0]['code']}: wall / ideal = "
+                          f"{median_of(runs, 'wall') / ideal:.2f}x (paging {median_of(runs, 'paging') / ideal:.2f}x), "
+                          f"{median_of(runs, 'calls'):.0f} calls, 429s = {median_of(runs, 'share_429'):.1%}",
+                          flush=True)
 
 
 def long_week(repetitions: int, containers: int) -> None:
@@ -251,12 +269,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one repetition and smaller weeks")
     parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), help="run one part (4 is RSS and CPU)")
     parser.add_argument("--repetitions", type=int, default=0, help="repetitions of each timed run")
+    parser.add_argument("--lag", choices=("realistic", "tight"), action="append",
+                        help="the lag of the open week's updated behind created (default: both, realistic first)")
+    parser.add_argument("--patch", action="append", default=[], metavar="CLASS.ATTRIBUTE=VALUE",
+                        help="switch a rule of the script off in every child, e.g. Pacer.BURST_SHARE=0")
     args = parser.parse_args()
+    PATCHES.extend(args.patch)
     repetitions = 1 if args.quick else 3
     if args.repetitions:
         repetitions = args.repetitions
     parts = {
-        1: lambda: (big_open_week(repetitions, 6000 if args.quick else 24000),
+        1: lambda: (big_open_week(repetitions, 6000 if args.quick else 24000, args.lag or ("realistic", "tight")),
                     long_week(repetitions, 25000 if args.quick else 75000)),
         2: lambda: backfill(repetitions),
         3: small_weeks,

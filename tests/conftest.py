@@ -192,7 +192,7 @@ def client_for(url, clock=None, **policy):
     session = wcr.make_session(2)
     client = wcr.GatewayClient(settings=settings, session=session, clock=clock or FakeClock(),
                                progress=wcr.Progress(io.StringIO(), False), secrets=wcr.SecretFilter(),
-                               stop=threading.Event())
+                               stop=wcr.Stop())
     return client, session
 
 

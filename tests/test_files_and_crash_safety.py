@@ -202,7 +202,11 @@ def test_kill_9_at_any_moment_leaves_whole_files_and_a_rerun_matches_a_clean_run
     chooser, weeks_seen = random.Random(2026), set()
     for _ in range(3):
         process = run_script(gateway.url, killed, *weeks, "--workers", "1")
-        time.sleep(chooser.uniform(0.25, 0.9))
+        done_before = len(files(killed / "weekly_reports"))
+        deadline = time.monotonic() + 20  # somewhere after its next week is written, however loaded the machine
+        while len(files(killed / "weekly_reports")) <= done_before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(chooser.uniform(0.0, 0.3))
         process.kill()
         process.wait()
         weeks_seen.add(len(files(killed / "weekly_reports")))

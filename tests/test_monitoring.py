@@ -53,7 +53,7 @@ def test_the_metrics_file_parses_back_as_gauges_with_one_prefix_and_no_timestamp
     assert samples[("last_run_exit_code", None)] == 0
     assert samples[("last_run_end_time_seconds", None)] == pytest.approx(clock.now().timestamp(), abs=1)
     assert samples[("last_success_time_seconds", None)] == samples[("last_run_end_time_seconds", None)]
-    assert {result: samples[("last_run_weeks", result)] for result in ("fetched", "skipped", "failed", "unfinished")
+    assert {result: samples[("last_run_week_results", result)] for result in ("fetched", "skipped", "failed", "unfinished")
             } == {"fetched": 2, "skipped": 0, "failed": 0, "unfinished": 0}
     assert samples[("last_run_containers", None)] == 30
     assert samples[("last_run_csv_rows", None)] == sum(1 for _ in open(workdir / "weekly_csv_reports" /
@@ -87,7 +87,7 @@ def test_after_a_failed_run_the_last_success_is_carried_over_unchanged(run, gate
     gateway.faults = [Fault("status", status=500, times=-1)]
     assert run(*WEEK2, "--metrics_file", "job.prom") == 1
     second = metrics(workdir / "job.prom")
-    assert second[("last_run_exit_code", None)] == 1 and second[("last_run_weeks", "failed")] == 1
+    assert second[("last_run_exit_code", None)] == 1 and second[("last_run_week_results", "failed")] == 1
     assert second[("last_success_time_seconds", None)] == first[("last_success_time_seconds", None)]
     assert second[("last_run_end_time_seconds", None)] == pytest.approx(  # its retries took time too
         first[("last_run_end_time_seconds", None)] + 86400 + second[("last_run_duration_seconds", None)], abs=1)
@@ -100,7 +100,7 @@ def test_a_run_that_cannot_reach_the_gateway_still_writes_its_metrics(run, workd
     samples = metrics(workdir / "job.prom")
     assert samples[("last_run_exit_code", None)] == 1
     assert samples[("last_success_time_seconds", None)] == 0  # never succeeded
-    assert samples[("last_run_weeks", "unfinished")] == 1
+    assert samples[("last_run_week_results", "unfinished")] == 1
 
 
 @pytest.mark.timeout(30)
@@ -125,15 +125,37 @@ def test_a_run_stopped_by_sigterm_writes_exit_code_143_and_pings_it(gateway, tmp
     _, err = process.communicate(timeout=40)
     assert process.returncode == 143, err
     samples = metrics(tmp_path / "job.prom")
-    assert samples[("last_run_exit_code", None)] == 143 and samples[("last_run_weeks", "unfinished")] >= 1
+    assert samples[("last_run_exit_code", None)] == 143 and samples[("last_run_week_results", "unfinished")] >= 1
     assert pings.suffixes() == ["start", "143"]
 
 
 @pytest.mark.timeout(30)
-def test_a_metrics_file_that_cannot_be_written_is_one_line_and_changes_no_exit_code(run, gateway, workdir, capsys):
-    assert run(*WEEK, "--metrics_file", str(workdir / "no-such-folder" / "job.prom")) == 0
+def test_a_metrics_file_that_cannot_be_written_at_the_end_is_one_line_and_changes_no_exit_code(
+        run, gateway, workdir, capsys, monkeypatch):
+    real_publish = wcr.StagedFile.publish
+
+    def publish(staged):
+        if staged.final_path.endswith("job.prom"):
+            raise OSError(28, "No space left on device")
+        real_publish(staged)
+
+    monkeypatch.setattr(wcr.StagedFile, "publish", publish)
+    assert run(*WEEK, "--metrics_file", str(workdir / "job.prom")) == 0
     err = capsys.readouterr().err
     assert err.count("Cannot write the metrics file") == 1 and "Traceback" not in err
+    assert not (workdir / "job.prom").exists() and files(workdir / "temp_reports") == [".lock"]
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/job.prom", "a-folder", "weekly_reports/job.prom",
+                                   "temp_reports/.lock", wcr.CATALOG_NAME, "logs/job.prom", "fifo.prom"])
+def test_a_metrics_file_that_could_never_be_written_or_is_the_exports_own_is_refused_before_any_call(
+        run, gateway, workdir, capsys, where):
+    (workdir / "a-folder").mkdir()
+    os.mkfifo(workdir / "fifo.prom")
+    assert run(*WEEK, "--metrics_file", str(workdir / where)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--metrics_file" in err and "Traceback" not in err
+    assert gateway.calls == [] and not (workdir / "weekly_reports").exists()
 
 
 @pytest.mark.timeout(30)
@@ -184,7 +206,7 @@ def test_a_dead_ping_service_changes_nothing_and_never_holds_the_end_for_long(ru
 def test_the_ping_urls_secret_is_redacted_in_any_line_that_would_show_it():
     secrets = wcr.SecretFilter()
     url = f"https://hc-ping.example.com/{CHECK_ID}"
-    pinger = wcr.Pinger(url, None, secrets)
+    pinger = wcr.Pinger(url, None, None, secrets)
     assert pinger.shown == "https://hc-ping.example.com/***"
     for line in (f"POST {url}/start", f'"POST /{CHECK_ID}/0 HTTP/1.1" 200',
                  f"Max retries exceeded with url: /{CHECK_ID}/0"):

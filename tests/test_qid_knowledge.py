@@ -255,7 +255,7 @@ def test_a_details_429_holds_the_details_pacer_only(gateway):
     clock = StillClock()
     client, session = client_for(gateway.url, clock)
     try:
-        assert [vuln["qid"] for vuln in client.fetch_details(sha)] == [8101]
+        assert [vuln["qid"] for vuln in client.fetch_details(sha, wcr.details_vulns)] == [8101]
         assert 40 in clock.sleeps
         slept = len(clock.sleeps)
         client.pacer.wait_turn()

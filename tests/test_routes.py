@@ -160,7 +160,7 @@ def test_answers_in_flight_never_hold_more_than_the_run_wide_budget(gateway):
             with self._changed:
                 holding.append(sum(1 for held in self._held.values() if held))
 
-    client.budget = Watched(1)
+    client.budget = Watched(1, client.stop)
 
     def consume(text):
         time.sleep(0.05)  # the other answers come meanwhile
@@ -215,7 +215,7 @@ def test_a_page_waiting_for_its_turn_to_be_processed_stops_with_the_run(gateway)
         second.start()
         time.sleep(0.3)  # its answer came, and waits for its turn
         stopped = time.monotonic()
-        client.stop.set()
+        client.stop()
         second.join(5)
         release.set()
         first.join(5)

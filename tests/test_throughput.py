@@ -112,7 +112,7 @@ def test_the_time_a_page_takes_to_process_is_its_cpu_time_not_its_wait_for_the_o
     throughput = wcr.Throughput(clock, ceiling=32, cap_seconds=900)
     times = iter([5.0, 5.25])  # the page's CPU time: 0.25 s, whatever the wall clock did meanwhile
     clock.thread_cpu = lambda: next(times)
-    with throughput.processing(lambda: None):
+    with throughput.processing():
         clock.advance(2.0)
     assert throughput.processing_seconds.value == pytest.approx(0.25)
 
@@ -153,7 +153,7 @@ def slow_gateway(clock):
     throughput = wcr.Throughput(clock, ceiling=32, cap_seconds=900)
     throughput.pacer.learn(limit_headers(120, 6), 0.0)
     throughput.answered(0.6)
-    with throughput.processing(lambda: None):
+    with throughput.processing():
         pass
     assert throughput.wanted() == 14
     return throughput
