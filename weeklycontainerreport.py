@@ -54,7 +54,7 @@ import unicodedata
 import uuid
 import warnings
 import zlib
-from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit, urlunsplit
 
 try:  # flock on POSIX; msvcrt on Windows; the script still starts without either
     import fcntl
@@ -128,11 +128,19 @@ MAX_PING_BODY_BYTES = 10_000  # the summary line sent with the end ping
 LOG_NAME = re.compile(r"weekly_report_(\d{8}T\d{6}Z)(?:-(\d+))?\.log\Z")  # a run log: its time, its number
 CATALOG_NAME = "qid_catalog.json"  # in the output folder: what was learned per QID, and when
 KNOWLEDGE_MAX_AGE = dt.timedelta(days=30)  # knowledge of a QID older than this is refreshed when it is seen
-CANDIDATES_PER_QID = 4  # containers remembered per unknown QID, to ask another when one is gone (404)
+CANDIDATES_PER_QID = 8  # holders of an unknown QID remembered (the last seen), to ask another when one is gone
+MORE_HOLDERS_LOOKS = 3  # times a week's containers are looked at again for holders not asked yet
+CONTAINER_SHA = re.compile(r"[0-9a-fA-F]{12,128}\Z")  # a sha that can name a container in a URL
+KNOWLEDGE_BOUNDS = {"severity": (1, 5), "cvss3Base": (0.0, 10.0)}  # what Qualys's scales allow
+REFUSED_DETAILS = ("{what}: the gateway refused vulnerability details for every container asked (HTTP 403): the "
+                   "token's user may list containers but not read their vulnerability details. Ask your Qualys "
+                   "admin to give that user the Container Security permission to view vulnerability details, or "
+                   "leave out the columns vuln_severity, vuln_title and the other knowledge columns")
 DETAILS_AT_ONCE = 16  # vulnerability details asked side by side (their limit is documented at 5000 per 60 s)
+DETAILS_STORM_SECONDS = 600  # 429 waits of the details, run-wide, before what is left to learn fails
 PAGE_LIMIT = 250  # the API's maximum; its default is undocumented, so always send it
 OPEN_WEEK_GRACE = dt.timedelta(hours=24)  # a week ending later than this before the run is partial
-CLOCK_SKEW_WARNING = dt.timedelta(minutes=5)  # the gateway's Date and this machine's clock may differ this much
+CLOCK_SKEW = dt.timedelta(minutes=5)  # the gateway's Date and this machine's clock may differ this much
 HISTORY_WEEKS = 52  # complete weeks before the current one, when no dates are given
 FIRST_DATE, LAST_DATE = dt.date(1970, 1, 1), dt.date(9999, 12, 1)  # dates the weeks may use
 LOGIN_MAX_AGE_SECONDS = 3.5 * 3600  # a JWT lives 4 hours; log in again before that
@@ -427,6 +435,36 @@ def signals_stop_the_run():
             signal.signal(number, handler)
 
 
+class Probe:
+    """While a doubt holds (is the gateway there at all? do its details still answer 429?), one request at a
+    time goes to find out while the others wait; once settled, all go. The run's stop wakes the waiters."""
+
+    def __init__(self, stop: Stop, doubt: bool):
+        self.doubt, self._stop, self._probing = doubt, stop, False
+        self._changed = stop.wakes(threading.Condition())
+
+    @contextlib.contextmanager
+    def turn(self):
+        with self._changed:
+            self._stop.wait_until(self._changed, lambda: not self.doubt or not self._probing)
+            self._stop.check()
+            held = self._probing = self.doubt
+        try:
+            yield
+        finally:
+            if held:
+                with self._changed:
+                    self._probing = False
+                    self._changed.notify_all()
+
+    def settle(self, doubt: bool) -> None:
+        """What the latest answer says: a doubt, or none."""
+        if doubt != self.doubt:
+            with self._changed:
+                self.doubt = doubt
+                self._changed.notify_all()
+
+
 # --- Settings and time ---------------------------------------------------------------
 
 
@@ -568,6 +606,16 @@ def iso_time(text):
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def iso_stamp(moment: dt.datetime) -> str:
+    """A time as ISO-8601 UTC to the second, as the catalog keeps it: 2026-12-01T16:00:00Z."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def shown_time(moment: dt.datetime) -> str:
+    """A time as a message shows it: 2026-12-01 16:00 UTC."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def http_date(value):
@@ -1602,7 +1650,7 @@ def describe_tls(error, host: str, now: dt.datetime) -> str:
     """Advice that matches a failed TLS certificate check."""
     code = getattr(error, "verify_code", None)
     message = str(getattr(error, "verify_message", "") or error)
-    reading = now.strftime("%Y-%m-%d %H:%M UTC")
+    reading = shown_time(now)
     if code == 10 or "expired" in message:
         return f"the TLS certificate of {host} has expired, or this machine's clock is wrong (it reads {reading})"
     if code == 9 or "not yet valid" in message:
@@ -2128,11 +2176,11 @@ class GatewayClock:
         local = self._clock.now()
         with self._lock:
             self._offset = when - local
-            say, self._said = not self._said and abs(self._offset) > CLOCK_SKEW_WARNING, True
+            say, self._said = not self._said and abs(self._offset) > CLOCK_SKEW, True
         if say:
             log.warning("This machine's clock (%s) and the gateway's (%s) disagree by %s: a week is final only "
-                        "once it ended 24 hours before both", local.strftime("%Y-%m-%d %H:%M UTC"),
-                        when.strftime("%Y-%m-%d %H:%M UTC"), describe_duration(abs(self._offset)))
+                        "once it ended 24 hours before both", shown_time(local),
+                        shown_time(when), describe_duration(abs(self._offset)))
 
     def now(self):
         """The gateway's time now, or None before any answer told it."""
@@ -2173,14 +2221,15 @@ class GatewayClient:
         self.watch = RequestWatch()
         stop.on_stop(self.watch.abort_all)
         self.budget = ByteBudget(self.policy.max_bytes_in_flight, stop)
-        self._gate, self._probing = stop.wakes(threading.Condition()), False  # one request finds out (below)
+        self._reached = Probe(stop, doubt=True)  # until the gateway answers, one request finds out if it can
+        self._calm = Probe(stop, doubt=False)  # after a 429 on details, one request finds out if it may go on
+        self.details_limited_seconds = 0.0  # the 429 waits of all details requests, run-wide
         login = None
         if settings.username and settings.password:
             login = functools.partial(self.log_in, settings.username, settings.password)
         sources = [("QUALYS_TOKEN", settings.env_token), ("EMBEDDED_TOKEN in the script", settings.embedded_token)]
         self.tokens = TokenBroker(sources=sources, login=login, clock=clock, remember_secret=secrets.remember)
         self.gateway_clock = GatewayClock(clock)
-        self.answered = False  # has the gateway answered anything in this run?
 
     def fetch_page(self, query: str, cursor, label: str, consume):
         """Fetch one page and pass its body to consume; return (consume's result, next cursor).
@@ -2189,7 +2238,7 @@ class GatewayClient:
         params = {"filter": query, "limit": PAGE_LIMIT}
         if cursor:
             params["paginationQuery"] = cursor
-        with self._until_answered(), self._fatal_stops_the_run():
+        with self._reached.turn(), self._fatal_stops_the_run():
             return self._with_retries(functools.partial(self._try_once, params, consume), f"Week {label}", self.pacer)
 
     def _with_retries(self, once, what: str, pacer):
@@ -2219,37 +2268,22 @@ class GatewayClient:
         try:
             yield
         except STOPS_THE_RUN as exc:
-            self.stop(exc)
+            if not isinstance(exc, KnowledgeRefused):  # one container's: the Learner asks another
+                self.stop(exc)
             raise
 
-    @contextlib.contextmanager
-    def _until_answered(self):
-        """Until the gateway has answered once, let one request (and its retries) find out whether it
-        can be reached at all, while the others wait: a gateway that cannot be costs a few lines."""
-        with self._gate:
-            self.stop.wait_until(self._gate, lambda: self.answered or not self._probing)
-            self.stop.check()
-            held = self._probing = not self.answered
-        try:
-            yield
-        finally:
-            if held:
-                with self._gate:
-                    self._probing = False
-                    self._gate.notify_all()
-
-    def _heard(self) -> None:
-        """The gateway answered: whoever waits to find out whether it can be reached goes on."""
-        if not self.answered:
-            with self._gate:
-                self.answered = True
-                self._gate.notify_all()
+    @property
+    def answered(self) -> bool:
+        """Whether the gateway has answered anything in this run."""
+        return not self._reached.doubt
 
     def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
         waited += wait
         if waited > self.policy.max_total_rate_limit_wait_seconds:
             raise WeekFailed(f"{exc}; rate-limited for over {waited:g}s in all") from None
+        if pacer is self.details_pacer:  # a storm on the details fails what is left to learn within minutes
+            self.details_limited_seconds += wait
         log.warning("%s: %s; every worker waits %.0fs", what, exc, wait)
         pacer.hold(wait)
         self._wait(wait, "rate limit")
@@ -2302,7 +2336,7 @@ class GatewayClient:
                     method, url, stream=True, allow_redirects=False,
                     timeout=(self.policy.connect_timeout_seconds, self.policy.read_timeout_seconds + 1), **options)
                 if response.status_code != 407:  # a 407 is the proxy's
-                    self._heard()
+                    self._reached.settle(False)
                 self.gateway_clock.saw(response.headers.get("Date"))
                 try:
                     redirect = 300 <= response.status_code < 400
@@ -2341,13 +2375,18 @@ class GatewayClient:
                                       f"Vulnerability details of container {sha[:12]}", self.details_pacer)
 
     def _details_once(self, url: str, consume):
-        sent_at = self.details_pacer.wait_turn(self.stop)
-        self.stop.check()
-        token = self.tokens.current()
-        with self.budget.hold() as grow:
-            answer = self.send("GET", url, headers=REQUEST_HEADERS, auth=BearerAuth(token), grow=grow)
-            self.details_pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
-            return self._details(answer, token, consume)
+        with self._calm.turn():
+            if self.details_limited_seconds > DETAILS_STORM_SECONDS:
+                raise WeekFailed(f"vulnerability details rate-limited for over {DETAILS_STORM_SECONDS:g}s in all "
+                                 "in this run")
+            sent_at = self.details_pacer.wait_turn(self.stop)
+            self.stop.check()
+            token = self.tokens.current()
+            with self.budget.hold() as grow:
+                answer = self.send("GET", url, headers=REQUEST_HEADERS, auth=BearerAuth(token), grow=grow)
+                self.details_pacer.learn(answer.headers, sent_at, rate_limited=answer.status == 429)
+                self._calm.settle(answer.status == 429)
+                return self._details(answer, token, consume)
 
     def _details(self, answer: Answer, token: str, consume):
         if answer.status == 401:
@@ -2355,11 +2394,7 @@ class GatewayClient:
             raise TokenRejected()
         if answer.status == 403:
             said = gateway_message(answer, self.redact)
-            raise KnowledgeRefused(
-                f"the gateway refused vulnerability details (HTTP 403 on {DETAILS_PATH}{': ' + said if said else ''}): "
-                "the token's user may list containers but not read their vulnerability details. Ask your Qualys "
-                "admin to give that user the Container Security permission to view vulnerability details, or "
-                f"leave out the columns {', '.join(KNOWLEDGE_COLUMNS)}")
+            raise KnowledgeRefused(f"its details were refused (HTTP 403{': ' + said if said else ''})")
         if answer.status in (204, 404):
             return None  # the container is gone (purged since the list named it)
         check_status(answer, self.route, self.redact, self.clock.now())
@@ -2700,6 +2735,13 @@ class Fragment:
             return False
         stats.created.append(created)
         return True
+
+    def read_back(self):
+        """Yield the containers staged so far (decoded again)."""
+        self.json.stream.flush()
+        with open_regular(self.json.temp_path) as stream:
+            for _, container in json_lines(stream):
+                yield container
 
     def in_time_order(self) -> list:
         """The entries, ordered by time (created, uuid, bytes)."""
@@ -3227,23 +3269,26 @@ def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, work
 
 
 def normalized_knowledge(field: str, value):
-    """A field of QID knowledge as the catalog keeps it: severity an int, cvss3Base a float, the patch
-    flag a bool, published epoch ms, CVE ids a list of text, the rest text; None when unreadable."""
+    """A field of QID knowledge as the catalog keeps it, or None when unreadable or impossible: severity
+    an int from 1 to 5, cvss3Base a float from 0 to 10, the patch flag a bool, published epoch ms, CVE
+    ids a list of text (empty: no CVE), the rest text."""
     if value is None or value == "" or value == "null":
         return None
     if field == "cveids":
-        items = value if isinstance(value, list) else re.split(r"[,;\s]+", str(value))
-        return [str(item) for item in items if item not in (None, "")] or None
+        items = value if isinstance(value, list) else re.split(r"[,;\s]+", str(value).strip())
+        return [str(item) for item in items if item not in (None, "")]
     if field == "patchAvailable":
         return value if type(value) is bool else {"true": True, "false": False, "1": True, "0": False}.get(
             str(value).strip().lower())
-    if field in ("severity", "cvss3Base"):
+    if field in KNOWLEDGE_BOUNDS:
         try:
-            number = float(value) if type(value) is not bool else None
+            number = float(value) if type(value) is not bool else math.nan
         except (TypeError, ValueError):
             return None
-        return (int(number) if field == "severity" and number.is_integer() else number) \
-            if number is not None and math.isfinite(number) else None
+        low, high = KNOWLEDGE_BOUNDS[field]
+        if not low <= number <= high or field == "severity" and not number.is_integer():
+            return None
+        return int(number) if field == "severity" else number
     if field == "published":
         return published_ms(value)
     return format_text(value)
@@ -3253,11 +3298,8 @@ def published_ms(value):
     """A published time as epoch ms: from a number, a string of digits, or an ISO-8601 date."""
     if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):
         return int(value)
-    try:
-        when = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return int((when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp() * 1000)
+    when = iso_time(value)
+    return int(when.timestamp() * 1000) if when is not None else None
 
 
 def carried_knowledge(vuln: dict, field: str):
@@ -3269,7 +3311,7 @@ def carried_knowledge(vuln: dict, field: str):
 
 
 def qid_key(value):
-    """A QID as the catalog keys it (its digits), or None when the value is no QID (null, "null", a list...)."""
+    """A QID as the catalog keys it (its digits), or None when the value is no QID (null, 1001.0, a list...)."""
     if type(value) is int:
         return str(value)
     if type(value) is str and value.strip().isdigit():
@@ -3278,20 +3320,14 @@ def qid_key(value):
 
 
 def knowledge_getters(catalog) -> dict:
-    """The flattener's getters of the knowledge columns: column -> a function of a vulnerability."""
-    return {column: knowledge_field(field, catalog) for column, field in KNOWLEDGE_COLUMNS.items()}
-
-
-def knowledge_field(field: str, knowledge):
-    """Return a getter for one field of what is known of a vulnerability's QID: what the list item
-    carries, else what the QID catalog (knowledge) has learned."""
-    def getter(vuln):
-        carried = carried_knowledge(vuln, field)
-        if carried is not None or knowledge is None:
-            return carried
-        qid = qid_key(vuln.get("qid"))
-        return knowledge.get(qid, field) if qid is not None else None
-    return getter
+    """The flattener's getters of the knowledge columns: column -> a function of a vulnerability: what the
+    list item carries, else what the QID catalog has learned."""
+    def getter(field):
+        def get(vuln):
+            carried, qid = carried_knowledge(vuln, field), qid_key(vuln.get("qid"))
+            return carried if carried is not None or qid is None else catalog.get(qid, field)
+        return get
+    return {column: getter(field) for column, field in KNOWLEDGE_COLUMNS.items()}
 
 
 def qid_list(qids) -> str:
@@ -3302,11 +3338,10 @@ def qid_list(qids) -> str:
 
 class QidCatalog:
     """What was learned per QID from vulnerability details (title, severity, CVE ids, CVSS v3 base
-    score, patch available, published, category), each entry with when it was learned. It lives in
-    <output_dir>/qid_catalog.json, written whole or not at all, so that a later run or --rebuild_csv
-    needs no call for a QID already known. Per-asset fields (firstFound, customerSeverity, ...) are
-    never kept: they differ from one container to the next. A damaged catalog is kept aside and
-    learned again."""
+    score, patch available, published, category), each with when it was learned, in
+    <output_dir>/qid_catalog.json (written whole): a later run or --rebuild_csv needs no call for a
+    QID known. Per-asset fields (firstFound, customerSeverity...) are never kept. A damaged catalog is
+    kept aside and learned again; one that is not a regular file (a FIFO) stops the run, in one line."""
 
     def __init__(self, path: str):
         self.path = path
@@ -3317,15 +3352,16 @@ class QidCatalog:
 
     def _read(self) -> dict:
         try:
-            with open(self.path, "rb") as stream:
-                entries = json.loads(stream.read(MAX_PAGE_BYTES).decode("utf-8")).get("qids")
+            entries = json.loads(read_regular(self.path, MAX_PAGE_BYTES).decode("utf-8")).get("qids")
             if not isinstance(entries, dict):
                 raise ValueError("it holds no qids object")
             return {str(qid): entry for qid, entry in entries.items() if isinstance(entry, dict)}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, AttributeError) as exc:
-            aside = set_aside(self.path) if os.path.isfile(self.path) else "(not kept)"
+        except OSError as exc:
+            raise UsageError(f"the QID catalog cannot be read: {exc.strerror or exc}") from None
+        except (ValueError, AttributeError) as exc:
+            aside = set_aside(self.path)
             log.warning("The QID catalog %s cannot be read (%s); kept aside as %s, its QIDs are learned again",
                         os.path.basename(self.path), shorten(str(exc), 100), os.path.basename(aside))
             return {}
@@ -3335,23 +3371,22 @@ class QidCatalog:
         return entry.get(field) if entry is not None else None
 
     def needs(self, qid, now) -> bool:
-        """Whether a QID is unknown, or (with now) was learned more than KNOWLEDGE_MAX_AGE ago: Qualys
-        revises severities and adds CVEs."""
+        """Whether a QID is unknown, or (with now) was learned over KNOWLEDGE_MAX_AGE ago (Qualys revises
+        severities and adds CVEs) or, impossibly, after now."""
         learned = self._learned.get(str(qid))
-        return learned is None or (now is not None and now - learned > KNOWLEDGE_MAX_AGE)
+        return learned is None or now is not None and not now - KNOWLEDGE_MAX_AGE <= learned <= now + CLOCK_SKEW
 
-    def learn(self, qid, vuln, now: dt.datetime) -> None:
-        """Keep what a details answer says of one QID; vuln None: the details of the containers holding
-        it do not mention it (nothing to know, asked again when stale)."""
-        entry = {field: None if vuln is None else carried_knowledge(vuln, field)
-                 for field in KNOWLEDGE_COLUMNS.values()}
-        entry["learned"] = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if vuln is None:
-            entry["absent"] = True
+    def learn(self, qid: str, vuln: dict, now: dt.datetime) -> bool:
+        """Keep what a details answer says of one QID; False (nothing kept) when it says nothing."""
+        entry = {field: carried_knowledge(vuln, field) for field in KNOWLEDGE_COLUMNS.values()}
+        if all(value is None for value in entry.values()):
+            return False
+        entry["learned"] = iso_stamp(now)
         with self._lock:
-            self._entries[str(qid)] = entry
-            self._learned[str(qid)] = iso_time(entry["learned"])
+            self._entries[qid] = entry
+            self._learned[qid] = iso_time(entry["learned"])
             self.changed = True
+        return True
 
     def save(self, temp_folder: str) -> None:
         """Write the catalog whole, or not at all."""
@@ -3365,57 +3400,81 @@ class QidCatalog:
 
 class KnowledgeNeeds:
     """The QIDs a week needs learned for the knowledge fields asked for and not carried by its list
-    items: unknown to the catalog, or stale when now is given; each with a few containers (shas)
-    that hold it, to ask for their details."""
+    items (unknown to the catalog, or stale when now is given), each with the containers (shas) seen
+    last that hold it, at most CANDIDATES_PER_QID, to ask for their details."""
 
-    def __init__(self, catalog: QidCatalog, fields, now):
-        self.catalog, self.fields, self.now = catalog, tuple(fields), now
-        self.qids = {}  # qid -> [sha, ...]
+    def __init__(self, catalog: QidCatalog, fields, now, asked=frozenset()):
+        self.catalog, self.fields, self.now, self.asked = catalog, tuple(fields), now, asked  # asked: not again
+        self.qids = {}  # qid -> deque of shas
         self._known = set()  # QIDs the catalog was seen to know well enough
 
     def note(self, container) -> None:
-        vulns = container.get("vulnerabilities")
-        sha = container.get("sha")
+        vulns, sha = container.get("vulnerabilities"), container.get("sha")
+        askable = type(sha) is str and CONTAINER_SHA.match(sha) and sha not in self.asked
         for vuln in vulns if isinstance(vulns, list) else [vulns] if isinstance(vulns, dict) else ():
             qid = qid_key(vuln.get("qid")) if isinstance(vuln, dict) else None
-            if qid is None or qid in self._known:
-                continue
-            if all(carried_knowledge(vuln, field) is not None for field in self.fields):
+            if qid is None or qid in self._known or all(carried_knowledge(vuln, field) is not None
+                                                        for field in self.fields):
                 continue
             if not self.catalog.needs(qid, self.now):
                 self._known.add(qid)
                 continue
-            shas = self.qids.setdefault(qid, [])
-            if type(sha) is str and sha and len(shas) < CANDIDATES_PER_QID and sha not in shas:
-                shas.append(sha)
+            shas = self.qids.setdefault(qid, collections.deque(maxlen=CANDIDATES_PER_QID))
+            if askable and sha not in shas:
+                shas.append(sha)  # the last seen, the most recently updated: the least likely purged
 
     def merge(self, other: "KnowledgeNeeds") -> None:
         for qid, shas in other.qids.items():
-            known = self.qids.setdefault(qid, [])
-            known += [sha for sha in shas if sha not in known][:CANDIDATES_PER_QID - len(known)]
+            known = self.qids.setdefault(qid, collections.deque(maxlen=CANDIDATES_PER_QID))
+            known.extend(sha for sha in shas if sha not in known)
 
 
-def details_vulns(text: str) -> list:
-    """The vulnerabilities in a details answer, wherever its shape puts them: details.vulns and
-    details.driftVulns (as documented), vulns at the top level, details as a list, or under data.
-    An answer that holds none of these is no details answer: TransientError."""
-    body, end = decode_at(text, skip_space(text, 0))
+def details_vulns(text: str, wanted=None) -> list:
+    """The vulnerabilities in a details answer (of the QIDs wanted, if given), decoded one at a time,
+    wherever its shape puts them: details.vulns and details.driftVulns (as documented), vulns at the
+    top level, details as a list, or under data. An answer that holds none of these is no details
+    answer: TransientError."""
+    found, walker = [], walk_details(text, skip_space(text, 0), 0)
+    try:
+        while True:
+            vuln = next(walker)
+            if wanted is None or qid_key(vuln.get("qid")) in wanted:
+                found.append(vuln)
+    except StopIteration as done:
+        end, shaped = done.value
     if skip_space(text, end) != len(text):
         raise TransientError("the details answer has data after its JSON")
-    found, pending, shaped = [], [(body, 0)], False
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, list):
-            found += [item for item in value if isinstance(item, dict) and "qid" in item]
-            shaped = True
-        elif isinstance(value, dict) and depth < 3:
-            for key in ("data", "details", "vulns", "driftVulns"):
-                if key in value:
-                    shaped = shaped or key != "data"  # details or vulns named, even if null
-                    pending.append((value[key], depth + 1))
     if not shaped:
         raise TransientError("the answer holds no vulnerability details (no details or vulns)")
     return found
+
+
+def walk_details(text: str, position: int, depth: int):
+    """Yield the vulnerabilities of the details value at position; return (its end, whether it was shaped
+    as details: a list, or an object naming details or vulns)."""
+    if text[position:position + 1] == "[":
+        position = skip_space(text, position + 1)
+        while text[position:position + 1] != "]":
+            vuln, position = decode_at(text, position)
+            if isinstance(vuln, dict) and "qid" in vuln:
+                yield vuln
+            position = skip_space(text, position)
+            position = skip_space(text, position + 1) if text[position:position + 1] == "," else position
+        return expect(text, position, "]"), True
+    if text[position:position + 1] != "{" or depth >= 3:
+        return decode_at(text, position)[1], False
+    position, shaped = skip_space(text, position + 1), False
+    while text[position:position + 1] not in ("}", ""):
+        key, position = decode_at(text, position)
+        position = expect(text, skip_space(text, position), ":")
+        if key in ("data", "details", "vulns", "driftVulns"):
+            position, inner = yield from walk_details(text, position, depth + 1)
+            shaped = shaped or inner or key != "data"  # details or vulns named, even if null
+        else:
+            position = decode_at(text, position)[1]
+        position = skip_space(text, position)
+        position = skip_space(text, position + 1) if text[position:position + 1] == "," else position
+    return expect(text, position, "}"), shaped
 
 
 def choose_containers(missing: dict, count: int) -> list:
@@ -3435,16 +3494,71 @@ def choose_containers(missing: dict, count: int) -> list:
     return chosen
 
 
+class Learning:
+    """One week's learning: the QIDs still missing (qid -> shas to ask), and what each container asked
+    answered: its vulnerabilities, gone (404), refused (403), or the trouble that failed it."""
+
+    def __init__(self, missing: dict):
+        self.missing, self.wanted = missing, set(missing)
+        self.without, self.absent = set(), set()  # asked and not mentioned; of those, none left to ask
+        self.asked, self.gone, self.refused, self.failed = 0, 0, 0, []
+
+    def take(self, sha: str, answer, catalog: QidCatalog, now) -> None:
+        """Learn what one container's answer says of the QIDs still missing."""
+        self.asked += 1
+        if answer is None:
+            self.gone += 1
+        elif isinstance(answer, KnowledgeRefused):
+            self.refused += 1
+        elif isinstance(answer, ReportError):
+            self.failed.append(str(answer))
+        said = {}
+        for vuln in answer if isinstance(answer, list) else ():
+            qid = qid_key(vuln.get("qid"))
+            known = {field: carried_knowledge(vuln, field) for field in KNOWLEDGE_COLUMNS.values()}
+            if qid in said and said[qid] != known:
+                log.warning("The details of container %s say two things of QID %s; the first is kept", sha[:12], qid)
+            elif qid in self.missing and qid not in said and catalog.learn(qid, vuln, now):
+                said[qid] = known
+        for qid, shas in self.missing.items():
+            if sha in shas:
+                shas.remove(sha)
+                if isinstance(answer, list) and qid not in said:
+                    self.without.add(qid)
+
+    def settle(self, catalog: QidCatalog, stale_after) -> None:
+        """Drop the QIDs learned, and those no container left can tell more of (a stale one keeps what
+        was known; one answered without is absent: blank, with a warning)."""
+        for qid in list(self.missing):
+            if not catalog.needs(qid, stale_after) or not self.missing[qid] and not catalog.needs(qid, None):
+                del self.missing[qid]
+            elif not self.missing[qid] and qid in self.without:
+                self.absent.add(qid)
+                del self.missing[qid]
+
+    def failure(self) -> ReportError:
+        """Why the QIDs still missing cannot be learned: details refused for every container tried
+        (KnowledgeRefused: the run stops), or holders gone, failing or refused (WeekFailed)."""
+        what = f"the knowledge of {plural(len(self.missing), 'QID')} ({qid_list(self.missing)}) cannot be had"
+        if self.refused and self.refused == self.asked:
+            return KnowledgeRefused(REFUSED_DETAILS.format(what=what))
+        counts = [f"{count} {words}" for count, words in ((self.gone, "gone"), (self.refused, "refused (403)"),
+                                                          (len(self.failed), "failed")) if count]
+        last = f"; the last failure: {self.failed[-1]}" if self.failed else ""
+        return WeekFailed(f"{what}: each container holding it was gone from the gateway (404), failed or refused, "
+                          f"or was asked already ({', '.join(counts) or 'none left to ask'}){last}")
+
+
 class Learner:
     """Learns what the QID catalog lacks from containers' vulnerability details, before a week is
     published: a container is asked only when it holds a QID still to learn (the one holding the most
-    first), never twice in a run, up to DETAILS_AT_ONCE side by side. A container gone meanwhile (404,
-    or no vulnerabilities) gives way to another holding the same QID. Weeks learn one at a time, so
-    two weeks never ask for the same QID."""
+    first), never twice in a run, at most as many side by side as --workers (and DETAILS_AT_ONCE). A
+    container gone, failing or refused gives way to another holding the same QID, looked for again
+    in the week's containers when those seen last are spent. The catalog is saved once, at the end."""
 
-    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop):
+    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop, at_once: int):
         self.client, self.catalog, self.fields = client, catalog, tuple(fields)
-        self.temp_folder, self.clock, self.stop = temp_folder, clock, stop
+        self.temp_folder, self.clock, self.stop, self.at_once = temp_folder, clock, stop, at_once
         self._lock = threading.Lock()
         self._asked = set()  # containers asked in this run
 
@@ -3468,77 +3582,62 @@ class Learner:
             raise WeekFailed(f"{plural(len(needs.qids), 'QID')} of this week ({qid_list(needs.qids)}) not in "
                              f"{CATALOG_NAME}: give the GATEWAY to learn them from its vulnerability details "
                              "(no list call)")
-        self.learn(needs, label)
+        self.learn(needs, label, functools.partial(read_report, path))
 
-    def learn(self, needs: KnowledgeNeeds, label: str) -> None:
-        """Learn every QID in needs; raise WeekFailed when a QID the catalog does not know cannot be
-        learned (a stale one keeps what was known)."""
+    def learn(self, needs: KnowledgeNeeds, label: str, containers) -> None:
+        """Learn every QID in needs (containers(): the week's containers, to look for more holders in); raise
+        WeekFailed when a QID the catalog does not know cannot be learned (a stale one keeps what was known),
+        KnowledgeRefused when details were refused for every container asked."""
         with self._lock:
-            missing = {qid: [sha for sha in shas if sha not in self._asked] for qid, shas in needs.qids.items()
-                       if self.catalog.needs(qid, needs.now) and shas}
-            absent, answered_without, wanted, asked = set(), set(), list(missing), 0
-            self._settle(missing, answered_without, absent, needs.now)
-            while missing:
-                batch = choose_containers(missing, DETAILS_AT_ONCE)
+            learning = Learning({qid: [sha for sha in shas if sha not in self._asked] for qid, shas in
+                                 needs.qids.items() if shas and self.catalog.needs(qid, needs.now)})
+            learning.settle(self.catalog, needs.now)
+            looks = 0  # at the week's containers for more holders, when those seen last are spent
+            while learning.missing:
+                batch = choose_containers(learning.missing, self.at_once)
+                if not batch and looks < MORE_HOLDERS_LOOKS:
+                    looks, batch = looks + 1, self._more(learning, containers)
                 if not batch:
                     break
                 self._asked.update(batch)
-                asked += len(batch)
-                for sha, vulns in zip(batch, self._fetch_all(batch)):
-                    self._take(sha, vulns, missing, answered_without)
-                self._settle(missing, answered_without, absent, needs.now)
-        if asked:
-            learned = sum(1 for qid in wanted if qid not in absent and not self.catalog.needs(qid, needs.now))
-            log.info("Week %s: learned %s from the vulnerability details of %s", label, plural(learned, "QID"),
-                     plural(asked, "container"))
-        log_unlearned(label, needs, absent)
-        if missing:
-            raise WeekFailed(f"the knowledge of {plural(len(missing), 'QID')} ({qid_list(missing)}) cannot be "
-                             "had: every container holding it is gone from the gateway (404) or was asked already")
+                for sha, answer in zip(batch, self._fetch_all(batch, learning.wanted)):
+                    learning.take(sha, answer, self.catalog, self.clock.now())
+                learning.settle(self.catalog, needs.now)
+        if learning.asked:
+            log.info("Week %s: learned %s from the vulnerability details of %s", label,
+                     plural(sum(1 for qid in learning.wanted if not self.catalog.needs(qid, needs.now)), "QID"),
+                     plural(learning.asked, "container"))
+        log_unlearned(label, needs, learning.absent)
+        if learning.missing:
+            raise learning.failure()
 
-    def _take(self, sha: str, vulns, missing: dict, answered_without: set) -> None:
-        """Learn what one container's details say (vulns None: it is gone) of every QID they name."""
-        now = self.clock.now()
-        for vuln in vulns or ():
-            qid = qid_key(vuln.get("qid"))
-            if qid is not None:
-                self.catalog.learn(qid, vuln, now)
-        for qid, shas in missing.items():
-            if sha in shas:
-                shas.remove(sha)
-                if vulns:
-                    answered_without.add(qid)  # unless it was learned just now
+    def _more(self, learning: Learning, containers) -> list:
+        """Look in the week's containers for holders of the missing QIDs not asked yet; return those to ask."""
+        more = KnowledgeNeeds(self.catalog, self.fields, None, self._asked)
+        for container in containers():
+            if isinstance(container, dict):
+                more.note(container)
+        for qid, shas in more.qids.items():
+            if qid in learning.missing:
+                learning.missing[qid] = list(shas)
+        return choose_containers(learning.missing, self.at_once)
 
-    def _settle(self, missing: dict, answered_without: set, absent: set, stale_after) -> None:
-        """Drop the QIDs learned, and those no container left can tell more of."""
-        for qid in list(missing):
-            if not self.catalog.needs(qid, stale_after):
-                del missing[qid]  # learned
-            elif missing[qid]:
-                continue  # another container holding it may tell
-            elif not self.catalog.needs(qid, None):
-                del missing[qid]  # stale, and no container could refresh it: what was known stays
-            elif qid in answered_without:  # the containers holding it answered, without it
-                self.catalog.learn(qid, None, self.clock.now())
-                absent.add(qid)
-                del missing[qid]
-
-    def _fetch_all(self, shas) -> list:
-        """The details of these containers, side by side; a failure fails the week, once they all ended."""
+    def _fetch_all(self, shas, wanted: set) -> list:
+        """The details of these containers, side by side: each its vulnerabilities (of the QIDs wanted), None
+        when gone, or the error that failed or refused it; a stop raises, once they all ended."""
         with concurrent.futures.ThreadPoolExecutor(len(shas), thread_name_prefix="details") as pool:
-            futures = [pool.submit(self._fetch, sha) for sha in shas]
+            futures = [pool.submit(self._fetch, sha, wanted) for sha in shas]
             try:
                 return [future.result() for future in futures]
-            except BaseException as exc:
-                if not isinstance(exc, WeekFailed):  # a stop: the others end now too
-                    self.stop(exc)
+            except BaseException as exc:  # a stop: the others end now too
+                self.stop(exc)
                 raise
 
-    def _fetch(self, sha: str):
+    def _fetch(self, sha: str, wanted: set):
         try:
-            return self.client.fetch_details(sha, details_vulns)
-        except WeekFailed as exc:
-            raise WeekFailed(f"vulnerability details of container {sha[:12]}: {exc}") from None
+            return self.client.fetch_details(sha, functools.partial(details_vulns, wanted=wanted))
+        except (WeekFailed, KnowledgeRefused) as exc:
+            return type(exc)(f"container {sha[:12]}: {exc}")
 
 
 def log_unlearned(label: str, needs: KnowledgeNeeds, absent: set) -> None:
@@ -3558,7 +3657,7 @@ def make_learner(settings: Settings, client, layout: Layout, clock, stop: Stop):
         return None
     catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
     return Learner(client=client, catalog=catalog, fields=settings.knowledge, temp_folder=layout.temp, clock=clock,
-                   stop=stop)
+                   stop=stop, at_once=min(settings.workers, DETAILS_AT_ONCE))
 
 
 # --- Workers -------------------------------------------------------------------------
@@ -3869,7 +3968,7 @@ class Exporter:
         if gateway_now is None or week.start < gateway_now:
             return True
         log.warning("Week %s: has not begun by the gateway's clock (%s); not fetched", week.label,
-                    gateway_now.strftime("%Y-%m-%d %H:%M UTC"))
+                    shown_time(gateway_now))
         return False
 
     def _settled(self, job: WeekJob) -> WeekJob:
@@ -3918,7 +4017,8 @@ class Exporter:
             needs = self.learner.needs(self.run_started)
             for fragment in fragments:
                 needs.merge(fragment.needs)
-            self.learner.learn(needs, week.job.week.label)
+            self.learner.learn(needs, week.job.week.label, lambda: itertools.chain.from_iterable(
+                fragment.read_back() for fragment in fragments))
         result.containers, result.rows = publish_week(week.job, fragments, self.layout.temp, self.flattener,
                                                       self.workbook_columns)
         log_week_done(week, result)
@@ -4274,7 +4374,8 @@ class Pinger:
     def _ping(self, suffix: str, body: bytes) -> None:
         what = f"The ping {self.shown}/{suffix}"
         try:
-            retried(functools.partial(self._once, f"{self.url}/{suffix}", body), what, PING_POLICY,
+            url = urlunsplit(urlsplit(self.url)._replace(path=f"{urlsplit(self.url).path}/{suffix}"))
+            retried(functools.partial(self._once, url, body), what, PING_POLICY,
                     rng=random.Random(), wait=self.clock.sleep, give_up=lambda exc, attempts: GaveUp(exc, attempts))
         except GaveUp as failure:
             log.warning("%s failed (%s, %s); the run's outcome stands", what, failure.trouble,
@@ -4400,10 +4501,8 @@ weeks:
 authentication, in this order:
   QUALYS_TOKEN          a token from the Qualys UI (it lives 4 hours)
   EMBEDDED_TOKEN        a token pasted into the script near its top
-  QUALYS_USERNAME and   a login with POST {gateway}/auth, repeated when its token expires
-  QUALYS_PASSWORD
+  QUALYS_USERNAME and QUALYS_PASSWORD: a login (POST {gateway}/auth), again when its token expires
   Tokens, passwords and the ping URL's secret are replaced by *** in all that is printed.
-
 files (under --output_dir, default the current folder):
   weekly_reports/<start>_<end>.json       the week's containers as the API sent them, in
                                           time order; [] for an empty week; it marks the
@@ -4415,14 +4514,12 @@ files (under --output_dir, default the current folder):
   <start>_<end>.<fingerprint>.*           with --optional_filter: 16 hex digits of the filter
   qid_catalog.json                        with the knowledge columns: what was learned per QID
   temp_reports/, logs/                    staging (files move into place whole), run logs
-  <end> is exclusive: it is the --end_date that fetches the same week again.
 
 csv columns (the default, in this order; any subset in any order with --csv_columns):
   {columns}
   Not in the default, the knowledge of each QID (see QID knowledge):
   {knowledge}
   An unknown column is blank, with a warning.
-
 QID knowledge (only when one of its columns is asked for):
   The list gives a vulnerability's QID, result and software; its severity, title, CVEs and
   the rest come from GET {gateway}/csapi/v1.3/containers/<sha>/vuln, one call per container
@@ -4473,7 +4570,6 @@ monitoring (the cron and systemd recipes and the alerts are in the README):
                         ping never changes the exit code nor holds the end more than 25 s
   --keep_logs N         keep the N newest run logs (this run's among them)
   A --rebuild_csv run, and a run refused by another's lock, leave both alone.
-
 exit codes:
 {exit_codes}
 """
@@ -4590,9 +4686,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def checked_url(text: str, what: str, example: str):
+def checked_url(text: str, what: str, example: str, secret: bool = False):
     """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
-    another scheme than https (plain http only to a loopback host), credentials, a query or a fragment."""
+    another scheme than https (plain http only to a loopback host), credentials, a query (unless it is
+    a secret's: a ping URL's) or a fragment. A secret URL is never repeated in the message."""
+    shown = "the URL given" if secret else repr(text)
     try:
         parts = urlsplit(text.strip())
         host = parts.hostname
@@ -4600,11 +4698,11 @@ def checked_url(text: str, what: str, example: str):
         if host:
             host.encode("idna")  # an empty or over-long label can never be looked up
     except ValueError:  # UnicodeError included
-        raise UsageError(f"{what}: the URL has a bad host or port: {text!r}") from None
+        raise UsageError(f"{what}: the URL has a bad host or port: {shown}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
-        raise UsageError(f"{what}: must be an https:// URL,{example} not {text!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
+        raise UsageError(f"{what}: must be an https:// URL,{example} not {shown}")
+    if parts.username or parts.password or parts.query and not secret or parts.fragment:
         raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
     if scheme == "http" and not is_loopback(host):
         raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
@@ -4622,9 +4720,10 @@ def gateway_base(gateway: str, source: str = "GATEWAY") -> str:
 
 
 def ping_base(url: str) -> str:
-    """Validate --ping_url and return it without a trailing slash (/start and /<exit code> are added)."""
-    parts = checked_url(url, "--ping_url", "")
-    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+    """Validate --ping_url (or QUALYS_PING_URL) and return it without a trailing slash on its path (/start
+    and /<exit code> are added to the path; a query such as healthchecks' ?rid= stays)."""
+    parts = checked_url(url, "--ping_url", "", secret=True)
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
 def check_not_utf8(args, environ) -> None:
@@ -4633,7 +4732,7 @@ def check_not_utf8(args, environ) -> None:
     shown = {"GATEWAY": args.gateway, "--optional_filter": args.optional_filter, "--csv_columns": args.csv_columns,
              "--start_date": args.start_date, "--end_date": args.end_date,
              "QUALYS_GATEWAY": environ.get("QUALYS_GATEWAY")}
-    hidden = {name: environ.get(name) for name in ("QUALYS_USERNAME", "QUALYS_PASSWORD")}
+    hidden = {name: environ.get(name) for name in ("QUALYS_USERNAME", "QUALYS_PASSWORD", "QUALYS_PING_URL")}
     for name, value in list(shown.items()) + list(hidden.items()):
         if value and SURROGATE.search(value):
             said = f": {escape_controls(value.encode('utf-8', 'surrogateescape').decode('latin-1'))!r}" \
@@ -4643,15 +4742,20 @@ def check_not_utf8(args, environ) -> None:
 
 
 def check_ca_bundle(environ) -> None:
-    """Refuse a CA bundle that requests would be told to use but cannot: one line that names it."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # requests takes the first one set
-        path = environ.get(name)
-        if path:
-            if not os.path.exists(path):
-                raise UsageError(f"{name} names {path!r}, which does not exist")
-            if not os.access(path, os.R_OK):
-                raise UsageError(f"{name} names {path!r}, which cannot be read")
-            return
+    """Refuse, in one line, a CA bundle that requests would be told to use but cannot (missing, not PEM)."""
+    name = next((name for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(name)), "")  # the first
+    path = environ.get(name, "")
+    if not path or os.path.isdir(path):  # none, or a folder of hashed certificates
+        return
+    try:
+        pem = b"-----BEGIN CERTIFICATE-----" in read_regular(path, MAX_PAGE_BYTES)
+    except FileNotFoundError:
+        raise UsageError(f"{name} names {path!r}, which does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"{name} names {path!r}, which cannot be read ({exc.strerror or exc})") from None
+    if not pem:
+        raise UsageError(f"{name} names {path!r}, which is not a PEM bundle (a DER certificate? convert it: "
+                         "openssl x509 -inform der -in FILE -out FILE.pem)")
 
 
 def settings_from(args, environ, embedded_token: str) -> Settings:
@@ -4676,6 +4780,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
     if not gateway and not (args.rebuild_csv or args.dry_run):
         raise UsageError("GATEWAY is required, e.g. https://gateway.qg2.apps.qualys.com, or set QUALYS_GATEWAY "
                          "(see --help)")
+    ping_url = args.ping_url.strip() or environ.get("QUALYS_PING_URL", "").strip()
     settings = Settings(
         gateway=gateway, start_date=start_date, end_date=end_date, optional_filter=optional_filter,
         csv_columns=parse_columns(args.csv_columns), output_dir=args.output_dir, workers=workers,
@@ -4684,7 +4789,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
             args.read_timeout, *READ_TIMEOUT_RANGE, "--read_timeout")),
         env_token=environ.get("QUALYS_TOKEN", "").strip(), embedded_token=embedded_token.strip(),
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
-        metrics_file=args.metrics_file.strip(), ping_url=ping_base(args.ping_url) if args.ping_url.strip() else "",
+        metrics_file=args.metrics_file.strip(), ping_url=ping_base(ping_url) if ping_url else "",
         keep_logs=args.keep_logs if args.keep_logs is None else within(args.keep_logs, 1, None, "--keep_logs"),
     )
     if settings.calls_gateway():
@@ -4696,10 +4801,9 @@ def check_what_it_needs(settings: Settings) -> None:
     """Refuse to start, in one line, without requests (the export needs it), XlsxWriter (for --xlsx), stored
     weeks to rebuild, or a place the metrics file can be written to."""
     if requests is None and settings.calls_gateway():
-        raise UsageError("the 'requests' package is missing. Either run the script with the virtual environment "
-                         "(python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt, then "
-                         ".venv/bin/python weeklycontainerreport.py ...), or install your distribution's "
-                         "python3-requests package (apt install python3-requests, or dnf install python3-requests)")
+        raise UsageError("the 'requests' package is missing: run the script with .venv/bin/python (python3 -m venv "
+                         ".venv && .venv/bin/python -m pip install -r requirements.txt), or install your "
+                         "distribution's python3-requests (apt install python3-requests, or dnf install python3-requests)")
     if settings.xlsx:
         import_xlsxwriter()
     layout = Layout(settings.output_dir)
@@ -4714,8 +4818,7 @@ def check_metrics_file(path: str, layout: Layout) -> None:
     """Refuse a --metrics_file that cannot be written whole (no such folder, a folder, a FIFO) or that
     would replace a file of the export's own (in its folders, its catalog)."""
     real = os.path.realpath(path)
-    folder = os.path.dirname(real)
-    ours = [os.path.realpath(folder) for folder in layout.staging + (layout.logs,)]
+    folder, ours = os.path.dirname(real), [os.path.realpath(managed) for managed in layout.staging + (layout.logs,)]
     if not os.path.isdir(folder):
         raise UsageError(f"--metrics_file: its folder {folder} does not exist")
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode) and not os.path.islink(path):
@@ -4727,11 +4830,10 @@ def check_metrics_file(path: str, layout: Layout) -> None:
 
 def refused(exc: BaseException):
     """Say in one line why the run could not begin; return the outcome for exit_code."""
-    if isinstance(exc, KeyboardInterrupt):
-        exc = Interrupted.of(exc)
-        print(f"weeklycontainerreport.py: stopped by {exc.name} before the run began", file=sys.stderr)
-        return exc
-    print(f"weeklycontainerreport.py: error: {describe_error(exc)}", file=sys.stderr)
+    exc = Interrupted.of(exc) if isinstance(exc, KeyboardInterrupt) else exc
+    said = f"stopped by {exc.name} before the run began" if isinstance(exc, Interrupted) else "error: " + \
+        describe_error(exc)
+    print(f"weeklycontainerreport.py: {said}", file=sys.stderr)
     return exc
 
 

@@ -394,6 +394,7 @@ class FakeGateway(Served):
         self.cursor_style = "keyset"  # "keyset": the QQL clause Qualys's sample shows; "opaque": sealed to its filter
         self.details_style = "documented"  # one of DETAILS_STYLES
         self.details_rate_limit = (5000, 60.0)  # the /containers/** endpoints' own limit
+        self.details_latency_seconds = 0.0  # before each details answer
         self.knowledge_revision = 0  # bump it and Qualys has revised what it knows of every QID
         self.list_carries = ()  # knowledge fields the list's vulnerabilities carry themselves ("severity", ...)
         self.lag = "realistic"  # how generated containers' updated lags their created: "realistic" or "tight"
@@ -631,9 +632,20 @@ class FakeGateway(Served):
         self.send_page(handler, page, next_query, params, limit, limit_headers, fault)
 
     def handle_details(self, handler, sha: str, params: dict, token) -> None:
-        """GET /csapi/v1.3/containers/{sha}/vuln: the vulnerability details of one container."""
-        self.calls.append({"method": "GET", "path": DETAILS_PATH, "sha": sha, "params": params, "token": token,
-                           "at": time.monotonic()})
+        """GET /csapi/v1.3/containers/{sha}/vuln: the vulnerability details of one container. Its call
+        records when it came, and (once answered) when it ended and its status."""
+        call = {"method": "GET", "path": DETAILS_PATH, "sha": sha, "params": params, "token": token,
+                "at": time.monotonic()}
+        self.calls.append(call)
+        if self.details_latency_seconds:
+            time.sleep(self.details_latency_seconds)
+        handler.status_sent = None
+        try:
+            self.answer_details(handler, sha, token)
+        finally:
+            call.update(ended=time.monotonic(), status=handler.status_sent)
+
+    def answer_details(self, handler, sha: str, token) -> None:
         refusal = self.refusal(token)
         if refusal:
             send_json(handler, *refusal)
@@ -995,6 +1007,7 @@ class FakeGateway(Served):
 
 
 def send(handler, status: int, body: bytes, headers: dict, truncate: bool = False) -> None:
+    handler.status_sent = status
     handler.send_response(status)
     for name, value in headers.items():
         handler.send_header(name, value)

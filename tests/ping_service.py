@@ -16,6 +16,8 @@ class PingService(Served):
         self.pings = []  # (suffix, body text), in the order they came
         self.status = 200  # what every ping is answered with
         self.stall = False  # accept pings, never answer
+        self.stall_suffixes = set()  # accept these pings, never answer them
+        self.endless_body = False  # answer, then send a body that never ends
         self.lock = threading.Lock()
         self._release = threading.Event()
 
@@ -42,13 +44,18 @@ class PingService(Served):
                 suffix = self.path[len(prefix):] if self.path.startswith(prefix) else self.path
                 with service.lock:
                     service.pings.append((suffix, body.decode("utf-8", "replace")))
-                if service.stall:
+                if service.stall or suffix.split("?")[0] in service.stall_suffixes:
                     service._release.wait(30)
                     return
                 self.send_response(service.status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(1 << 30) if service.endless_body else "2")
                 self.end_headers()
-                self.wfile.write(b"OK")
+                try:
+                    while service.endless_body and not service._release.wait(0.01):
+                        self.wfile.write(b"x" * 65536)
+                    self.wfile.write(b"OK")
+                except OSError:
+                    pass  # the client hung up, as it should
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True

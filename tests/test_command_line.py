@@ -403,3 +403,14 @@ def test_the_script_reads_as_its_own_map():
             if isinstance(used, ast.Name) and isinstance(used.ctx, ast.Load) and defined.get(used.id, -1) > here:
                 late.add(f"{titles[here]} uses {used.id} from {titles[defined[used.id]]}")
     assert not late  # each section uses only what stands above it
+
+
+def test_a_log_line_clears_the_status_line_first_and_the_status_line_comes_back_after_it():
+    stream = io.StringIO()
+    progress = wcr.Progress(stream, live=True)
+    progress.weeks_total = 1
+    progress.page(250)
+    progress.write_line("INFO a line")
+    progress.finish()
+    status = "\r\x1b[Kweeks 0/1  250 containers  1 page"
+    assert stream.getvalue() == status + "\r\x1b[KINFO a line\n" + status + "\r\x1b[K"

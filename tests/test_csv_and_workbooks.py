@@ -349,3 +349,12 @@ def test_libreoffice_keeps_ids_and_versions_as_they_are(run, gateway, workdir):
                    check=True)
     text = (workdir / "converted" / f"{NAME}.csv").read_text(encoding="utf-8", errors="replace")
     assert "012345678901" in text and "123456e78901" in text and "1.30" in text and "1.10" in text
+
+
+def test_integers_a_spreadsheet_cannot_hold_exactly_stay_text_in_the_workbook(run, gateway, workdir):
+    gateway.add_raw(ms(2025, 9, 2), '{"uuid": "big", "riskScore": 9007199254740993, "maxQdsScore": -9007199254740993, '
+                                    '"qdsSeverity": 9007199254740992}')
+    assert run(*WEEK, "--xlsx", "--csv_columns", "uuid,riskScore,maxQdsScore,qdsSeverity") == 0
+    _, [row] = sheet_rows(workbook(workdir).worksheets[0])
+    assert row["riskScore"] == "9007199254740993" and row["maxQdsScore"] == "-9007199254740993"  # every digit
+    assert row["qdsSeverity"] == 9007199254740992  # 2^53 itself is exact: a number

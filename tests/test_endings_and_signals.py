@@ -172,3 +172,43 @@ def test_a_bug_outside_any_week_still_ends_the_run_in_one_line(run, gateway, wor
     assert "Stopped by an unexpected error" in err and "a bug while tidying up" in err
     assert "Traceback" not in err
     assert "Traceback (most recent call last)" in (workdir / "logs" / files(workdir / "logs")[0]).read_text()
+
+
+def ignore_sighup():
+    """As nohup starts a process: SIGHUP ignored."""
+    reset_sigint()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_the_process_was_told_to_ignore_stays_ignored(gateway, tmp_path):
+    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
+    gateway.latency_seconds = 0.05
+    process = subprocess.Popen([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
+                                "--workers", "1", "--slices", "1", "--output_dir", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ignore_sighup,
+                               env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
+    deadline = time.monotonic() + 20
+    while len(gateway.list_calls()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGHUP)  # the terminal of a nohup'ed run closed
+    _, err = process.communicate(timeout=40)
+    assert process.returncode == 0, err
+    assert len(files(tmp_path / "weekly_reports")) == 3
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_while_a_week_is_being_published_lets_it_end_whole(run, gateway, workdir, monkeypatch):
+    gateway.generate(300, dt.date(2025, 9, 1), dt.date(2025, 9, 8))
+    real_write_csv = wcr.write_csv
+
+    def write_csv(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # the run is told to stop while this week is being published
+        time.sleep(wcr.SETTLE_SECONDS + 0.5)  # longer than the other workers are waited for
+        return real_write_csv(*args)
+
+    monkeypatch.setattr(wcr, "write_csv", write_csv)
+    assert run(*WEEK_UNSLICED) == 143
+    assert len(stored(workdir)) == 300  # published whole, the JSON last
+    csv_text = (workdir / "weekly_csv_reports" / "2025-09-01_2025-09-08.csv").read_bytes().decode("utf-8-sig")
+    assert csv_text.count("\r\n") > 300 and files(workdir / "temp_reports") == [".lock"]

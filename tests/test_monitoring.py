@@ -222,7 +222,7 @@ def test_the_ping_url_is_never_printed_nor_logged(run, gateway, workdir, pings, 
 
 
 @pytest.mark.parametrize("url", ["http://hc-ping.example.com/abc", "ftp://127.0.0.1/x", "https://u:p@hc/x",
-                                 "https://hc-ping.com/x?y=1"])
+                                 "https://hc-ping.com/x#top"])
 def test_a_ping_url_must_be_https_except_to_a_loopback_host(workdir, url, capsys):
     assert wcr.main(["--dry_run", "--ping_url", url]) == 2
     err = capsys.readouterr().err
@@ -267,3 +267,88 @@ def test_without_keep_logs_every_log_stays(run, gateway, workdir):
 @pytest.mark.parametrize("count", ["0", "-1"])
 def test_keep_logs_below_one_is_a_usage_error(workdir, count):
     assert wcr.main(["--dry_run", "--keep_logs", count]) == 2
+
+
+# --- Monitoring under hostile conditions -------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_start_ping_that_never_ends_never_keeps_the_end_ping_from_going_out(run, gateway, workdir, pings):
+    pings.stall_suffixes = {"start"}
+    started = time.monotonic()
+    assert run(*WEEK, "--ping_url", pings.url) == 0
+    assert pings.wait_for(2) and pings.suffixes()[-1] == "0"
+    assert time.monotonic() - started < wcr.PING_ORDER_SECONDS + 5
+
+
+@pytest.mark.timeout(30)
+def test_a_ping_answers_body_is_never_read(run, gateway, workdir, pings):
+    pings.endless_body = True  # a gigabyte, trickled: reading it would take the whole deadline and more
+    started = time.monotonic()
+    assert run(*WEEK, "--ping_url", pings.url) == 0
+    assert time.monotonic() - started < 3 and pings.suffixes() == ["start", "0"]
+    assert "The ping" not in log_text(workdir)  # no warning: each ping ended at its status
+
+
+@pytest.mark.timeout(30)
+def test_a_run_refused_by_the_lock_pings_nothing_and_leaves_metrics_and_logs_alone(run, gateway, workdir, pings):
+    import fcntl
+    assert run(*WEEK, "--metrics_file", "job.prom") == 0
+    before = (workdir / "job.prom").read_bytes()
+    (workdir / "logs" / "weekly_report_20250101T000000Z.log").write_text("the running export's")
+    with open(workdir / "temp_reports" / ".lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds the folder
+        assert run(*WEEK, "--metrics_file", "job.prom", "--ping_url", pings.url, "--keep_logs", "1") == 1
+    assert pings.suffixes() == [] and (workdir / "job.prom").read_bytes() == before
+    assert (workdir / "logs" / "weekly_report_20250101T000000Z.log").exists()
+
+
+@pytest.mark.timeout(30)
+def test_keep_logs_always_keeps_this_runs_log_even_among_logs_named_in_the_future(run, gateway, workdir):
+    logs = workdir / "logs"
+    logs.mkdir()
+    (logs / "weekly_report_20991231T235959Z.log").write_text("from the future")
+    assert run(*WEEK, "--keep_logs", "1") == 0
+    [kept] = files(logs)
+    assert kept.startswith("weekly_report_2026") and "Removed 1 old run log" in (logs / kept).read_text()
+
+
+@pytest.mark.timeout(30)
+def test_the_ping_url_can_come_from_the_environment_and_keeps_its_query(run, gateway, workdir, pings, monkeypatch):
+    monkeypatch.setenv("QUALYS_PING_URL", pings.url + "?rid=42")
+    assert run(*WEEK) == 0
+    assert pings.suffixes() == ["start?rid=42", "0?rid=42"]
+
+
+@pytest.mark.parametrize("url", ["https://hc-ping.com:99999/s3cr3tk3y-ab12cd34", "hc-ping.com/s3cr3tk3y-ab12cd34"])
+def test_a_malformed_ping_url_is_refused_without_repeating_it(workdir, url, capsys, monkeypatch):
+    monkeypatch.setenv("QUALYS_PING_URL", url)
+    assert wcr.main(["--dry_run"]) == 2
+    err = capsys.readouterr().err
+    assert "--ping_url" in err and "s3cr3tk3y" not in err
+
+
+def test_only_the_pieces_of_a_ping_url_that_look_like_secrets_are_redacted():
+    secrets = wcr.SecretFilter()
+    wcr.Pinger("https://hc-ping.com/Xk2-pQ9zLm4RtW7uYvB1cE/containers", None, None, secrets)
+    line = secrets.redact("Week done: 12 containers; ping https://hc-ping.com/Xk2-pQ9zLm4RtW7uYvB1cE/containers/0")
+    assert "Xk2-pQ9zLm4RtW7uYvB1cE" not in line and "12 containers" in line
+
+
+def test_no_metric_name_reads_as_a_time_unit_other_than_seconds_nor_as_a_counter():
+    text = wcr.metrics_text(wcr.run_results(None, 0, wcr.SystemClock().now(), 1.0), 0.0)
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    for name in names:  # promtool check metrics: "use base unit" and "_total" on a gauge
+        assert not set(name.split("_")) & {"minutes", "hours", "days", "weeks", "ms", "s", "m", "h", "d"}, name
+        assert not name.endswith("_total")
+
+
+@pytest.mark.timeout(30)
+def test_a_der_ca_bundle_is_refused_in_one_line_before_any_call(run, gateway, workdir, capsys, monkeypatch):
+    import ssl
+    der = workdir / "ca.der"
+    der.write_bytes(ssl.PEM_cert_to_DER_cert(open(os.path.join(os.path.dirname(__file__), "tls", "ca.pem")).read()))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(der))
+    assert run(*WEEK) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a PEM bundle") == 1 and gateway.calls == []

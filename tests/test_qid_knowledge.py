@@ -131,9 +131,11 @@ def test_an_answer_that_holds_no_details_is_a_failed_request(text):
 @pytest.mark.parametrize("field, value, kept", [
     ("severity", "4", 4), ("severity", 5, 5), ("severity", "high", None), ("severity", True, None),
     ("cvss3Base", "7.5", 7.5), ("cvss3Base", "NaN", None), ("cveids", "CVE-1, CVE-2", ["CVE-1", "CVE-2"]),
-    ("cveids", [], None), ("patchAvailable", "false", False), ("patchAvailable", "maybe", None),
+    ("cveids", [], []), ("patchAvailable", "false", False), ("patchAvailable", "maybe", None),
     ("published", "2020-01-01T00:00:00Z", 1577836800000), ("published", "1577836800000", 1577836800000),
     ("title", "null", None), ("category", 7, "7"),
+    ("severity", 99, None), ("severity", -3, None), ("severity", 1e300, None), ("severity", 2.5, None),
+    ("cvss3Base", "10.1", None), ("cvss3Base", -1, None),
 ])
 def test_knowledge_is_kept_in_one_type_per_field_whatever_the_gateway_sends(field, value, kept):
     assert wcr.normalized_knowledge(field, value) == kept
@@ -326,19 +328,27 @@ def test_a_container_is_never_asked_twice_in_a_run(run, gateway, workdir):
     assert log_text(workdir).count("or was asked already") == 2
 
 
-@pytest.mark.timeout(30)
-def test_a_qid_its_containers_details_never_mention_stays_blank_with_a_warning(run, gateway, workdir):
-    add_holding(gateway, 2, 9401)
-    gateway.records[-1].vulnerabilities.append({"qid": 9402})
+def mention_only(gateway, *qids):
+    """The gateway's details of every container mention only these QIDs."""
     real = gateway.details_body
     gateway.details_body = lambda container: {"details": {"vulns": [
         vuln for vuln in real(container)["details"]["vulns"] + real(container)["details"]["driftVulns"]
-        if vuln["qid"] != 9402]}}
+        if vuln["qid"] in qids]}}
+
+
+@pytest.mark.timeout(30)
+def test_a_qid_its_containers_details_never_mention_stays_blank_with_a_warning_and_is_asked_again_later(
+        run, gateway, workdir):
+    add_holding(gateway, 2, 9401, 9402)
+    add_holding(gateway, 9, 9402)
+    mention_only(gateway, 9401)
     assert run(*WEEK, *COLUMNS) == 0
     rows = {row["vuln_qid"]: row for row in read_csv_rows(workdir)}
     assert rows["9401"]["vuln_title"] == qid_knowledge(9401)["title"] and rows["9402"]["vuln_title"] == ""
-    assert "do not mention" in log_text(workdir)
-    assert catalog(workdir)["9402"].get("absent") is True
+    assert "do not mention" in log_text(workdir) and "9402" not in catalog(workdir)  # nothing known is kept
+    gateway.details_body = type(gateway).details_body.__get__(gateway)  # the next week's container tells it
+    assert run(*WEEK2, *COLUMNS) == 0
+    assert read_csv_rows(workdir, CSV2)[0]["vuln_title"] == qid_knowledge(9402)["title"]
 
 
 @pytest.mark.timeout(30)
@@ -403,3 +413,161 @@ def test_a_done_weeks_missing_csv_is_rebuilt_with_its_knowledge(run, gateway, wo
     assert run(*WEEK, *COLUMNS) == 0
     assert len(gateway.list_calls()) == lists
     assert knowledge_of(read_csv_rows(workdir)[0]) == expected_cells(9901)
+
+
+# --- Hostile details: a week is never lost, nor filled wrong, by its knowledge -------------------------
+
+
+def add_holders(gateway, count, qid, day=2):
+    """count containers holding qid, created one after another; their shas, in the order they are listed."""
+    return [add_holding(gateway, day, qid) for _ in range(count)]
+
+
+@pytest.mark.timeout(30)
+def test_when_the_holders_seen_last_are_gone_the_weeks_other_holders_are_asked(run, gateway, workdir):
+    shas = add_holders(gateway, 12, 9901)
+    gateway.faults = [Fault("status", status=404, times=-1, path=DETAILS_PATH, shas=frozenset(shas[4:]),
+                            body={"message": "gone"})]  # the eight listed last were purged
+    assert run(*WEEK, *COLUMNS) == 0
+    asked = asked_shas(gateway)
+    assert set(asked[:8]) == set(shas[4:]) and asked[-1] in shas[:4]  # the last seen first, then the others
+    assert {row["vuln_title"] for row in read_csv_rows(workdir)} == {qid_knowledge(9901)["title"]}
+
+
+@pytest.mark.timeout(30)
+def test_when_every_holder_is_gone_the_message_says_what_was_asked(run, gateway, workdir):
+    add_holders(gateway, 10, 9902)
+    gateway.faults = [Fault("status", status=404, times=-1, path=DETAILS_PATH, body={"message": "gone"})]
+    assert run(*WEEK, *COLUMNS) == 1
+    assert len(set(asked_shas(gateway))) == 10  # every holder was asked, once
+    assert "(10 gone)" in log_text(workdir)
+
+
+@pytest.mark.timeout(30)
+def test_a_container_whose_details_keep_failing_gives_way_and_the_others_answers_are_kept(run, gateway, workdir):
+    failing = add_holding(gateway, 2, 9911)
+    add_holding(gateway, 3, 9911)
+    add_holding(gateway, 4, 9912)
+    lone = add_holding(gateway, 9, 9913)  # the second week's QID: its only holder fails
+    gateway.faults = [Fault("status", status=500, times=-1, path=DETAILS_PATH, shas=frozenset({failing, lone}))]
+    assert run(*week_range("2025-09-01", "2025-09-15"), *COLUMNS) == 1
+    assert {row["vuln_title"] for row in read_csv_rows(workdir)} == {qid_knowledge(9911)["title"],
+                                                                     qid_knowledge(9912)["title"]}
+    assert files(workdir / "weekly_reports") == [WEEK_FILE]
+    assert {"9911", "9912"} <= set(catalog(workdir))  # learned, and saved though a week failed
+    assert "9913" in log_text(workdir) and "HTTP 500" in log_text(workdir)
+
+
+@pytest.mark.timeout(30)
+def test_details_refused_for_one_container_ask_another_holder(run, gateway, workdir):
+    refused = add_holding(gateway, 2, 9921, sha="f" * 64)  # asked first: the greatest sha
+    add_holding(gateway, 3, 9921, sha="a" * 64)
+    gateway.faults = [Fault("403", times=-1, path=DETAILS_PATH, shas=frozenset({refused}))]
+    assert run(*WEEK, *COLUMNS) == 0
+    assert {row["vuln_title"] for row in read_csv_rows(workdir)} == {qid_knowledge(9921)["title"]}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("sha", [".", "..", "x/y", "\\ud800abc", "12ab"])
+def test_a_sha_that_cannot_name_a_container_never_goes_into_a_url(run, gateway, workdir, sha):
+    gateway.add_raw(ms(2025, 9, 2), f'{{"uuid": "odd", "sha": "{sha}", "vulnerabilities": [{{"qid": 9931}}]}}')
+    assert run(*WEEK, *COLUMNS) == 0
+    assert gateway.details_calls() == [] and read_csv_rows(workdir)[0]["vuln_title"] == ""
+    assert "has a sha to ask its vulnerability details by" in log_text(workdir)
+
+
+@pytest.mark.timeout(30)
+def test_impossible_knowledge_is_never_kept(run, gateway, workdir):
+    add_holding(gateway, 2, 9941, 9942, 9943, 9944)
+    known = dict(qid_knowledge(9941), severity=99, cvss3Info={"baseScore": "1e300"})
+    gateway.details_body = lambda container: {"details": {"vulns": [
+        known, {"qid": 9942, "title": None, "severity": None}, {"qid": 9943.0, "title": "a float QID"},
+        dict(qid_knowledge(9944), severity=2), dict(qid_knowledge(9944), severity=5)]}}
+    assert run(*WEEK, *COLUMNS) == 0
+    kept = catalog(workdir)
+    assert kept["9941"]["severity"] is None and kept["9941"]["cvss3Base"] is None
+    assert kept["9941"]["title"] == known["title"]
+    assert "9942" not in kept and "9943" not in kept  # nothing said of them: blank, with a warning
+    assert kept["9944"]["severity"] == 2 and "say two things of QID 9944" in log_text(workdir)
+    assert "do not mention" in log_text(workdir)
+
+
+@pytest.mark.timeout(30)
+def test_knowledge_learned_in_the_future_is_asked_again(run, gateway, workdir):
+    add_holding(gateway, 2, 9951)
+    (workdir / wcr.CATALOG_NAME).write_text(json.dumps({"format": 1, "qids": {"9951": {
+        "title": "from the future", "learned": "2099-01-01T00:00:00Z"}}}))
+    assert run(*WEEK, *COLUMNS) == 0
+    assert read_csv_rows(workdir)[0]["vuln_title"] == qid_knowledge(9951)["title"]
+
+
+@pytest.mark.timeout(30)
+def test_a_list_that_carries_every_field_even_an_empty_cve_list_costs_no_call(run, gateway, workdir):
+    qid = next(qid for qid in range(1000, 2000) if not qid_knowledge(qid)["cveids"])
+    gateway.list_carries = ("severity", "title", "cveids", "cvss3Info", "patchAvailable", "published", "category")
+    add_holding(gateway, 2, qid)
+    assert run(*WEEK, *COLUMNS) == 0
+    assert gateway.details_calls() == [] and read_csv_rows(workdir)[0]["vuln_cveids"] == ""
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_in_place_of_the_catalog_stops_the_run_in_one_line_before_any_call(run, gateway, workdir, capsys):
+    add_holding(gateway, 2, 9961)
+    os.mkfifo(workdir / wcr.CATALOG_NAME)
+    assert run(*WEEK, *COLUMNS) == 2
+    err = capsys.readouterr().err
+    assert "is not a regular file" in err and "Traceback" not in err and gateway.calls == []
+
+
+@pytest.mark.timeout(30)
+def test_with_one_worker_the_details_are_asked_one_at_a_time(run, gateway, workdir):
+    for day in (2, 3, 4):
+        add_holding(gateway, day, 9970 + day)
+    gateway.faults = [Fault("slow", seconds=0.1, times=-1, path=DETAILS_PATH)]
+    assert run(*WEEK, *COLUMNS, "--workers", "1") == 0
+    starts = sorted(call["at"] for call in gateway.details_calls())
+    assert len(starts) == 3 and all(later - earlier >= 0.09 for earlier, later in zip(starts, starts[1:]))
+
+
+@pytest.mark.timeout(30)
+def test_after_a_429_on_the_details_one_request_probes_while_the_others_wait(run, gateway, workdir):
+    for qid in range(8):
+        add_holding(gateway, 2, 9800 + qid)
+    gateway.details_latency_seconds = 0.05
+    gateway.faults = [Fault("429", seconds=1, times=12, path=DETAILS_PATH)]  # the first batch, then four probes
+    assert run(*WEEK, *COLUMNS) == 0
+    calls = gateway.details_calls()
+    storm_seen = min(call["ended"] for call in calls if call["status"] == 429)
+    probes = sorted((call["at"], call["ended"]) for call in calls if call["status"] == 429 and call["at"] > storm_seen)
+    assert len(probes) == 4 and all(ended <= following for (_, ended), (following, _) in zip(probes, probes[1:]))
+    assert {row["vuln_title"] for row in read_csv_rows(workdir)} == {qid_knowledge(9800 + qid)["title"]
+                                                                     for qid in range(8)}
+
+
+@pytest.mark.timeout(30)
+def test_a_429_storm_on_the_details_fails_what_is_left_to_learn_within_minutes(run, gateway, workdir, clock):
+    for day in (2, 9, 16):
+        add_holding(gateway, day, 9850 + day)
+    gateway.faults = [Fault("429", seconds=60, times=-1, path=DETAILS_PATH)]
+    assert run(*week_range("2025-09-01", "2025-09-22"), *COLUMNS) == 1
+    assert files(workdir / "weekly_reports") == []
+    assert sum(clock.sleeps) <= wcr.DETAILS_STORM_SECONDS + 2 * 60  # minutes, not an hour a week
+    assert "rate-limited for over 600s in all in this run" in log_text(workdir)
+
+
+def test_a_details_answer_is_decoded_one_vulnerability_at_a_time_keeping_only_the_qids_wanted():
+    text = json.dumps({"details": {"vulns": [{"qid": number, "title": "x" * 10} for number in range(5000)],
+                                   "driftVulns": [{"qid": 7}]}, "vunlSummary": {}})
+    assert [vuln["qid"] for vuln in wcr.details_vulns(text, wanted={"7", "4999"})] == [7, 4999, 7]
+    assert len(wcr.details_vulns(text)) == 5001
+
+
+@pytest.mark.timeout(30)
+def test_the_catalog_is_written_once_per_run(run, gateway, workdir, monkeypatch):
+    for day in (2, 9, 16):
+        add_holding(gateway, day, 9990 + day)
+    writes, real_replace = [], os.replace
+    monkeypatch.setattr(wcr.os, "replace", lambda source, target: (
+        writes.append(target) if str(target).endswith(wcr.CATALOG_NAME) else None, real_replace(source, target)))
+    assert run(*week_range("2025-09-01", "2025-09-22"), *COLUMNS) == 0
+    assert len(writes) == 1 and len(catalog(workdir)) == 3
