@@ -77,8 +77,8 @@ log = logging.getLogger("weeklycontainerreport")
 # The map. Each banner below holds one concept and uses only what stands above it:
 #   Settings you may edit, Constants, Errors and the stop, Settings and time, Files and the lock,
 #   Weeks and names, Screen, log and secrets, HTTP, Tokens, Throughput, Gateway client,
-#   Reading pages, A week's JSON, Derived files, QID knowledge, Workers, Modes, Monitoring,
-#   Command line.
+#   Reading pages, A week's JSON, Derived files, QID knowledge, Workers, Snapshot, Modes,
+#   Monitoring, Command line.
 # One week's path, top to bottom: Weeks and names plan it -> Throughput paces its calls and splits
 # it into chains -> the Gateway client fetches each page -> Reading pages decodes it -> A week's JSON
 # stages it, merges the chains in time order -> Derived files write its CSV and workbook from that
@@ -173,6 +173,11 @@ CSV_DIR = "weekly_csv_reports"
 XLSX_DIR = "weekly_xlsx_reports"
 TEMP_DIR = "temp_reports"
 LOGS_DIR = "logs"
+SNAPSHOTS_DIR = "snapshots"
+RUNNING = "state:RUNNING"  # what a snapshot asks for, with the filter
+CHANGES_COLUMNS = ("change", "imageId", "imageSha", "vuln_qid", "vuln_severity", "vuln_title", "vuln_cveids",
+                   "containers_now", "containers_before")
+CHANGES_KNOWLEDGE = ("severity", "title", "cveids")  # what the changes say of a QID
 LOCK_NAME = ".lock"
 TEMP_NAME = re.compile(r"wcr-[0-9a-f]{12}-[\w.-]+\.tmp\Z")  # ours alone; temp_reports/ may be shared
 DAMAGED_SUFFIX = ".damaged"  # a final JSON that cannot be trusted is kept aside under its name + this
@@ -227,6 +232,7 @@ REPORT_NAME = re.compile(
     r"(?P<first>\d{4}-\d{2}-\d{2})_(?P<end>\d{4}-\d{2}-\d{2})"
     r"(?:\.(?P<fingerprint>[0-9a-f]{16}|[0-9a-f]{8}))?(?P<partial>\.partial)?\.(?P<extension>json|csv|xlsx)\Z"
 )
+SNAPSHOT_NAME = re.compile(r"(?P<day>\d{4}-\d{2}-\d{2})(?:\.(?P<fingerprint>[0-9a-f]{16}))?\.json\Z")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 XLSX_MAX_ROWS = 1_048_576  # one sheet's rows, header included; more continue on the next sheet
 XLSX_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss "UTC"'
@@ -566,6 +572,8 @@ class Settings:
     metrics_file: str = ""  # --metrics_file: a Prometheus textfile written at the end of every export
     ping_url: str = dataclasses.field(default="", repr=False)  # --ping_url: it holds the check's secret id
     keep_logs: typing.Optional[int] = None  # --keep_logs: the newest run logs kept; None keeps them all
+    snapshot: bool = False  # --snapshot: what runs now, after the weeks
+    weeks: bool = True  # False with --snapshot_only
 
     @property
     def knowledge(self) -> tuple:
@@ -578,8 +586,42 @@ class Settings:
         return "dry run" if self.dry_run else "rebuild" if self.rebuild_csv else "export"
 
     def calls_gateway(self) -> bool:
-        """Whether this run may call the gateway: an export, or a rebuild that learns QIDs (a gateway given)."""
-        return not self.dry_run and (not self.rebuild_csv or bool(self.knowledge and self.gateway))
+        """Whether this run may call the gateway: an export, or a rebuild that may learn QIDs (a gateway given)."""
+        return not self.dry_run and (not self.rebuild_csv or bool(self.gateway))
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_url(text: str, what: str, example: str, secret: bool = False):
+    """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
+    another scheme than https (plain http only to a loopback host), credentials, a query (unless it is
+    a secret's: a ping URL's) or a fragment. A secret URL is never repeated in the message."""
+    shown = "the URL given" if secret else repr(text)
+    try:
+        parts = urlsplit(text.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        if host:
+            host.encode("idna")  # an empty or over-long label can never be looked up
+    except ValueError:  # UnicodeError included
+        raise UsageError(f"{what}: the URL has a bad host or port: {shown}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise UsageError(f"{what}: must be an https:// URL,{example} not {shown}")
+    if parts.username or parts.password or parts.query and not secret or parts.fragment:
+        raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
+    if scheme == "http" and not is_loopback(host):
+        raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
+                         "use https")
+    return parts
 
 
 def plural(count: int, noun: str) -> str:
@@ -802,18 +844,16 @@ class Week:
     end_day: dt.date
     start: dt.datetime
     end: dt.datetime
+    name: str = ""  # a snapshot's: "Snapshot 2026-12-06"
 
-    @property
-    def start_ms(self) -> int:
-        return int(self.start.timestamp()) * 1000
-
-    @property
-    def end_ms(self) -> int:
-        return int(self.end.timestamp()) * 1000
+    start_ms = property(lambda self: int(self.start.timestamp()) * 1000)
+    end_ms = property(lambda self: int(self.end.timestamp()) * 1000)
+    days = property(lambda self: f"{self.first_day.isoformat()}..{self.end_day.isoformat()}")
 
     @property
     def label(self) -> str:
-        return f"{self.first_day.isoformat()}..{self.end_day.isoformat()}"
+        """How the log names it: Week 2025-09-01..2025-09-08, or Snapshot 2026-12-06."""
+        return self.name or f"Week {self.days}"
 
 
 def midnight(day: dt.date, local_time: bool) -> dt.datetime:
@@ -934,40 +974,42 @@ def parse_report_name(name: str, local_time: bool = False):
     return ReportName(week, match["fingerprint"] or "", bool(match["partial"]), match["extension"])
 
 
+def snapshot_name(day: dt.date, fingerprint: str, extension: str) -> str:
+    """Name a snapshot's file, e.g. 2026-12-06.json, 2026-12-06.f3a9c1e25b7d0a64.changes.csv."""
+    return ".".join([day.isoformat()] + ([fingerprint] if fingerprint else []) + [extension])
+
+
+def parse_snapshot_name(name: str):
+    """Read a snapshot's JSON name back as (its day, its filter's fingerprint), or None when it is not one."""
+    match = SNAPSHOT_NAME.match(name)
+    try:
+        return (dt.date.fromisoformat(match["day"]), match["fingerprint"] or "") if match else None
+    except ValueError:
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Where a run's folders are, under one output folder."""
 
     root: str
     xlsx: bool = False
-
-    @property
-    def reports(self) -> str:
-        return os.path.join(self.root, REPORTS_DIR)
-
-    @property
-    def csvs(self) -> str:
-        return os.path.join(self.root, CSV_DIR)
-
-    @property
-    def workbooks(self) -> str:
-        return os.path.join(self.root, XLSX_DIR)
-
-    @property
-    def temp(self) -> str:
-        return os.path.join(self.root, TEMP_DIR)
-
-    @property
-    def logs(self) -> str:
-        return os.path.join(self.root, LOGS_DIR)
+    snapshot: bool = False
+    reports = property(lambda self: os.path.join(self.root, REPORTS_DIR))
+    csvs = property(lambda self: os.path.join(self.root, CSV_DIR))
+    workbooks = property(lambda self: os.path.join(self.root, XLSX_DIR))
+    temp = property(lambda self: os.path.join(self.root, TEMP_DIR))
+    logs = property(lambda self: os.path.join(self.root, LOGS_DIR))
+    snapshots = property(lambda self: os.path.join(self.root, SNAPSHOTS_DIR))
 
     @property
     def staging(self) -> tuple:
         """The folders a staged file may be in: temp_reports/, or beside its final place."""
-        return self.temp, self.reports, self.csvs, self.workbooks
+        return self.temp, self.reports, self.csvs, self.workbooks, self.snapshots
 
     def create(self) -> None:
-        folders = [self.reports, self.csvs, self.temp, self.logs] + ([self.workbooks] if self.xlsx else [])
+        folders = [self.reports, self.csvs, self.temp, self.logs] + ([self.workbooks] if self.xlsx else []) + (
+            [self.snapshots] if self.snapshot else [])
         for folder in folders:
             os.makedirs(folder, mode=FOLDER_MODE, exist_ok=True)
 
@@ -1001,6 +1043,8 @@ class WeekJob:
     files: WeekFiles
     stale: tuple  # files of the same week this export replaces (its old partial files)
     open_files: WeekFiles  # its files as an open week, should it turn out not to have settled
+    filter: str = ""  # the user's filter (a snapshot's: RUNNING and it), ANDed with each chain's range
+    snapshot: bool = False  # what runs now, not a week: never settles, never open
 
 
 def plan_job(week: Week, settings, run_started: dt.datetime, layout: Layout) -> WeekJob:
@@ -1010,7 +1054,7 @@ def plan_job(week: Week, settings, run_started: dt.datetime, layout: Layout) -> 
     open_files = WeekFiles.of(layout, week, fingerprint, partial=True)
     files = open_files if partial else WeekFiles.of(layout, week, fingerprint, partial=False)
     return WeekJob(week=week, query=week_query(week, settings.optional_filter), partial=partial, files=files,
-                   stale=() if partial else tuple(open_files), open_files=open_files)
+                   stale=() if partial else tuple(open_files), open_files=open_files, filter=settings.optional_filter)
 
 
 def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
@@ -2239,7 +2283,7 @@ class GatewayClient:
         if cursor:
             params["paginationQuery"] = cursor
         with self._reached.turn(), self._fatal_stops_the_run():
-            return self._with_retries(functools.partial(self._try_once, params, consume), f"Week {label}", self.pacer)
+            return self._with_retries(functools.partial(self._try_once, params, consume), label, self.pacer)
 
     def _with_retries(self, once, what: str, pacer):
         """Call once through the retry loop (retried): a 429 waits as the gateway asks (held by pacer, at
@@ -2803,7 +2847,7 @@ def merge_fragments(job: WeekJob, fragments, temp_folder: str):
             containers += 1
         copier.flush()
         if twice:
-            log.info("Week %s: %s came in two chains; kept once", job.week.label, plural(twice, "container"))
+            log.info("%s: %s came in two chains; kept once", job.week.label, plural(twice, "container"))
         owned.pop_all()  # the caller publishes it, or discards it
         return final_json, containers
 
@@ -2877,7 +2921,7 @@ def set_aside_damaged(done) -> tuple:
             whole.append(files)
             continue
         aside = set_aside(files.json)
-        log.warning("Week %s: its JSON %s %s; kept aside as %s, and the week is fetched again", files.week.label,
+        log.warning("%s: its JSON %s %s; kept aside as %s, and the week is fetched again", files.week.label,
                     os.path.basename(files.json), damage, os.path.basename(aside))
         damaged.append(files)
     return whole, damaged
@@ -3556,11 +3600,12 @@ class Learner:
     container gone, failing or refused gives way to another holding the same QID, looked for again
     in the week's containers when those seen last are spent. The catalog is saved once, at the end."""
 
-    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop, at_once: int):
+    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop, at_once: int,
+                 asked: set):
         self.client, self.catalog, self.fields = client, catalog, tuple(fields)
         self.temp_folder, self.clock, self.stop, self.at_once = temp_folder, clock, stop, at_once
         self._lock = threading.Lock()
-        self._asked = set()  # containers asked in this run
+        self._asked = asked  # containers asked in this run
 
     def save(self) -> None:
         """Write the catalog whole, once, at the run's end (or its stop), if it learned anything."""
@@ -3604,7 +3649,7 @@ class Learner:
                     learning.take(sha, answer, self.catalog, self.clock.now())
                 learning.settle(self.catalog, needs.now)
         if learning.asked:
-            log.info("Week %s: learned %s from the vulnerability details of %s", label,
+            log.info("%s: learned %s from the vulnerability details of %s", label,
                      plural(sum(1 for qid in learning.wanted if not self.catalog.needs(qid, needs.now)), "QID"),
                      plural(learning.asked, "container"))
         log_unlearned(label, needs, learning.absent)
@@ -3644,20 +3689,23 @@ def log_unlearned(label: str, needs: KnowledgeNeeds, absent: set) -> None:
     """Warn about the QIDs whose knowledge columns stay blank though no call failed."""
     unaskable = [qid for qid, shas in needs.qids.items() if not shas and needs.catalog.needs(qid, None)]
     if unaskable:
-        log.warning("Week %s: no container holding %s (%s) has a sha to ask its vulnerability details by; "
+        log.warning("%s: no container holding %s (%s) has a sha to ask its vulnerability details by; "
                     "their knowledge columns stay blank", label, plural(len(unaskable), "QID"), qid_list(unaskable))
     if absent:
-        log.warning("Week %s: the vulnerability details of the containers holding %s (%s) do not mention them; "
+        log.warning("%s: the vulnerability details of the containers holding %s (%s) do not mention them; "
                     "their knowledge columns stay blank", label, plural(len(absent), "QID"), qid_list(absent))
 
 
-def make_learner(settings: Settings, client, layout: Layout, clock, stop: Stop):
-    """The Learner of QID knowledge, with the catalog of the output folder, when its columns are asked for."""
-    if not settings.knowledge:
-        return None
-    catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
-    return Learner(client=client, catalog=catalog, fields=settings.knowledge, temp_folder=layout.temp, clock=clock,
-                   stop=stop, at_once=min(settings.workers, DETAILS_AT_ONCE))
+def make_learners(settings: Settings, client, layout: Layout, clock, stop: Stop, snapshots: bool) -> tuple:
+    """The Learners of QID knowledge, sharing the output folder's catalog and the containers asked: one for
+    the knowledge columns (None when none is asked for), one for snapshots' changes (None without)."""
+    if not (settings.knowledge or snapshots):
+        return None, None
+    learner = functools.partial(Learner, client=client, catalog=QidCatalog(os.path.join(layout.root, CATALOG_NAME)),
+                                temp_folder=layout.temp, clock=clock, stop=stop, asked=set(),
+                                at_once=min(settings.workers, DETAILS_AT_ONCE))
+    return (learner(fields=settings.knowledge) if settings.knowledge else None,
+            learner(fields=CHANGES_KNOWLEDGE) if snapshots else None)
 
 
 # --- Workers -------------------------------------------------------------------------
@@ -3736,7 +3784,7 @@ def chain_ending(week: Week, exc: BaseException) -> tuple:
         return Ending.FAILED, str(exc)
     if isinstance(exc, OSError):
         return Ending.FAILED, f"cannot write its files: {exc}"
-    log.error("Week %s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
+    log.error("%s: unexpected error %s: %s", week.label, type(exc).__name__, shorten(str(exc)),
               exc_info=exc)
     return Ending.FAILED, f"unexpected error: {type(exc).__name__}"
 
@@ -3746,16 +3794,16 @@ def log_week_done(week: WeekRun, result: WeekResult) -> None:
     label = week.job.week.label
     duplicates = sum(fragment.totals.duplicates for fragment in fragments)
     if duplicates:
-        log.info("Week %s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
+        log.info("%s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
     dropped = sum(fragment.totals.dropped for fragment in fragments)
     if dropped:
-        log.warning("Week %s: dropped %s of data that are not containers (not JSON objects)", label,
+        log.warning("%s: dropped %s of data that are not containers (not JSON objects)", label,
                     plural(dropped, "item"))
     outside = sum(fragment.totals.outside for fragment in fragments)
     if outside:
-        log.warning("Week %s: left out %s created outside the range asked for (the gateway's answer was "
+        log.warning("%s: left out %s created outside the range asked for (the gateway's answer was "
                     "wider); each belongs to its own week", label, plural(outside, "container"))
-    log.info("Week %s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
+    log.info("%s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
              plural(result.rows, "CSV row"), plural(result.pages, "page"),
              f" in {len(week.fragments)} chains" if len(week.fragments) > 1 else "",
              os.path.basename(week.job.files.json),
@@ -3821,7 +3869,7 @@ class Exporter:
             if self.stop.error is not None:
                 raise self.stop.error
         finally:
-            self.shut_down()
+            self.shut_down(stopping=len(self.results) < len(jobs))
 
     def _grow_pool(self) -> None:
         """Start a worker when there is waiting work and fewer workers than the pages the run may keep in
@@ -3835,12 +3883,13 @@ class Exporter:
         for number in range(count):
             threading.Thread(target=self._work, daemon=True, name=f"worker-{self._threads - number}").start()
 
-    def shut_down(self) -> None:
-        """Stop the run (requests cut off, sleepers woken) and its workers; wait for the weeks being
-        published (at most STOP_GRACE_SECONDS), and for the other workers a moment (SETTLE_SECONDS)."""
+    def shut_down(self, stopping: bool) -> None:
+        """End the workers; when stopping, stop the run too (requests cut off, sleepers woken). Wait for the
+        weeks being published (at most STOP_GRACE_SECONDS), and for the other workers a moment (SETTLE_SECONDS)."""
         with self._lock:  # no worker starts after this
-            self.stop()
-            workers = self._threads
+            if stopping:
+                self.stop()
+            workers, self._threads = self._threads, self.settings.workers
         for _ in range(workers):
             self._submit(None)
         started = time.monotonic()
@@ -3909,7 +3958,7 @@ class Exporter:
         for number in range(1, MAX_PAGES_PER_CHAIN + 1):
             if week.ending is not Ending.DONE:
                 raise WeekFailed(week.reason)
-            query = range_query(chain.start_ms, chain.end_ms, self.settings.optional_filter)
+            query = range_query(chain.start_ms, chain.end_ms, week.job.filter)
             stats, next_page = self.client.fetch_page(query, cursor, chain.label(), fragment.add_page)
             self._grow_pool()
             with week.lock:
@@ -3922,7 +3971,7 @@ class Exporter:
                 raise WeekFailed(f"the gateway served {stale} pages in a row without a container not already "
                                  "seen, so the week is not known to be complete")
             if next_page in used:
-                log.warning("Week %s: the gateway repeated a cursor; treating it as the last page", chain.label())
+                log.warning("%s: the gateway repeated a cursor; treating it as the last page", chain.label())
                 return True
             used.add(next_page)
             shown += 1  # full pages since it began, or was last split
@@ -3953,7 +4002,7 @@ class Exporter:
         for offset, (low, high) in enumerate(bounds[1:] if reusable else bounds):
             self._submit(Chain(chain.week, low, high, cursor if reusable else None, used if reusable else frozenset(),
                                number=number + offset))
-        log.info("Week %s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
+        log.info("%s: more to fetch; split into %d chains side by side (%s in flight wanted)", chain.label(),
                  len(bounds), self.throughput.wanted())
         self._grow_pool()
         return True if reusable else None
@@ -3967,16 +4016,16 @@ class Exporter:
         gateway_now = self.client.gateway_clock.now()
         if gateway_now is None or week.start < gateway_now:
             return True
-        log.warning("Week %s: has not begun by the gateway's clock (%s); not fetched", week.label,
+        log.warning("%s: has not begun by the gateway's clock (%s); not fetched", week.label,
                     shown_time(gateway_now))
         return False
 
     def _settled(self, job: WeekJob) -> WeekJob:
         """The job as it may be published: a week that has not ended 24 hours before the gateway's
         clock too is written as an open week (.partial), to be fetched again, never as final."""
-        if job.partial or not is_open(job.week, self.run_started, self.client.gateway_clock.now()):
+        if job.partial or job.snapshot or not is_open(job.week, self.run_started, self.client.gateway_clock.now()):
             return job
-        log.warning("Week %s: has not ended 24 hours before the gateway's clock; written as an open week, "
+        log.warning("%s: has not ended 24 hours before the gateway's clock; written as an open week, "
                     "fetched again next run", job.week.label)
         return dataclasses.replace(job, partial=True, files=job.open_files, stale=())
 
@@ -4003,7 +4052,7 @@ class Exporter:
             for fragment in fragments:
                 fragment.discard()
         if result.ending is Ending.FAILED:
-            log.error("Week %s FAILED: %s. Nothing written for it; the next run tries again.",
+            log.error("%s FAILED: %s. Nothing written for it; the next run tries again.",
                       week.job.week.label, result.reason)
         with self._changed:
             self.results[week.order] = result
@@ -4024,6 +4073,148 @@ class Exporter:
         log_week_done(week, result)
 
 
+# --- Snapshot ------------------------------------------------------------------------
+
+
+def snapshot_files(layout: Layout, day: dt.date, fingerprint: str, end: dt.datetime = EPOCH) -> WeekFiles:
+    """A day's snapshot as a week's files: its JSON, CSV and workbook in snapshots/ (end: its range's)."""
+    week = Week(day, day, EPOCH, end, name=f"Snapshot {day.isoformat()}")
+    return WeekFiles(week, *(os.path.join(layout.snapshots, snapshot_name(day, fingerprint, extension))
+                             for extension in ("json", "csv", "xlsx")))
+
+
+def plan_snapshot(settings: Settings, now: dt.datetime, layout: Layout) -> WeekJob:
+    """What runs now, as a job: every container created up to a day past now that is RUNNING (and the
+    filter), into snapshots/<UTC date>.json, fetched with a week's paging, chains and files."""
+    files = snapshot_files(layout, now.astimezone(dt.timezone.utc).date(), filter_fingerprint(settings.optional_filter),
+                           now + dt.timedelta(days=1))
+    running = f"{RUNNING} and ({settings.optional_filter})" if settings.optional_filter else RUNNING
+    return WeekJob(files.week, range_query(0, files.week.end_ms, running), False, files, (), files, running, True)
+
+
+def image_key(container: dict) -> tuple:
+    """The image a container runs, as (imageId, imageSha): what it has of them, blank when missing."""
+    return tuple(value if type(value) is str and value != "null" else "" for value in
+                 (container.get("imageId"), container.get("imageSha")))
+
+
+def running_images(path: str):
+    """What a snapshot's JSON holds: ({image: Counter(qid -> containers running it with that QID)}, its
+    containers, its findings (container x QID)); one that is not a list of objects raises ValueError."""
+    images, containers, findings = {}, 0, 0
+    for container in read_report(path):
+        if not isinstance(container, dict):
+            raise ValueError("it is not a list of containers")
+        vulns = container.get("vulnerabilities")
+        qids = {qid_key(vuln.get("qid")) for vuln in (vulns if isinstance(vulns, list) else ())
+                if isinstance(vuln, dict)} - {None}
+        images.setdefault(image_key(container), collections.Counter()).update(qids)
+        containers, findings = containers + 1, findings + len(qids)
+    return images, containers, findings
+
+
+def previous_snapshot(files: WeekFiles):
+    """The newest earlier snapshot of the same filter that can be read, as (its day, path, running images);
+    a damaged one is kept aside (<name>.damaged) and the one before it tried; None: the first."""
+    folder, day = os.path.split(files.json)
+    this = parse_snapshot_name(day)
+    earlier = sorted((parsed[0], name) for name in os.listdir(folder)
+                     if (parsed := parse_snapshot_name(name)) and parsed[1] == this[1] and parsed[0] < this[0])
+    for earlier_day, name in reversed(earlier):
+        path = os.path.join(folder, name)
+        try:
+            return earlier_day, path, running_images(path)[0]
+        except (ValueError, OSError, ReportError) as exc:
+            log.warning("Snapshot %s: its JSON %s (%s); kept aside as %s, the one before is compared", earlier_day,
+                        name, shorten(str(exc), 100), os.path.basename(set_aside(path)))
+    return None
+
+
+def snapshot_changes(now: dict, before: dict, catalog) -> list:
+    """The (image, QID) pairs whose presence among running containers changed, as the changes file's rows:
+    new ones then resolved ones, each by severity (highest first), QID and image."""
+    rows = []
+    for image in now.keys() | before.keys():
+        held, had = now.get(image, {}), before.get(image, {})
+        rows += [("new", image, qid, held[qid], 0) for qid in held.keys() - had.keys()]
+        rows += [("resolved", image, qid, 0, had[qid]) for qid in had.keys() - held.keys()]
+    known = (lambda qid, field: catalog.get(qid, field)) if catalog else (lambda qid, field: None)
+    rows.sort(key=lambda row: (row[0], -(known(row[2], "severity") or 0), int(row[2]), row[1]))
+    return [[change, *image, qid, known(qid, "severity"), known(qid, "title"), known(qid, "cveids"), now_count,
+             before_count] for change, image, qid, now_count, before_count in rows]
+
+
+@dataclasses.dataclass
+class SnapshotResult:
+    """What a snapshot found, for the summary's line and the metrics; failed says why it was not taken."""
+
+    day: dt.date
+    running: int = 0
+    findings: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # severity -> count
+    since: object = None  # the day it was compared with; None: the first snapshot of its filter
+    changes: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # (change, severity)
+    failed: str = ""
+
+    def line(self) -> str:
+        if self.failed:
+            return f"Snapshot {self.day}: FAILED: {self.failed}"
+        said = f"Snapshot {self.day}: {self.running:,} running containers, {sum(self.findings.values()):,} findings"
+        if self.since is None:
+            return said + "; the first, nothing to compare with"
+        new = sum(count for (change, _), count in self.changes.items() if change == "new")
+        return (f"{said}; since {self.since}: {new} new ({self.changes['new', '5']} of severity 5), "
+                f"{sum(self.changes.values()) - new} resolved")
+
+
+def write_changes(files: WeekFiles, learner, temp_folder: str, write: bool = True) -> SnapshotResult:
+    """The one place a snapshot's changes file is written (export, rebuild, heal): from its JSON and the
+    newest earlier one's alone, after the knowledge of their QIDs is learned (learner: a Learner of
+    CHANGES_KNOWLEDGE); none for the first snapshot of a filter. Return what the snapshot found (with
+    write False, from the files and the catalog as they are)."""
+    now, running, _ = running_images(files.json)
+    result, previous = SnapshotResult(files.week.first_day, running), previous_snapshot(files)
+    for path in ([files.json] + ([previous[1]] if previous else [])) if write else ():
+        learner.learn_json(path, files.week.label)
+    def severity(qid: str) -> str:
+        return str(learner.catalog.get(qid, "severity") or "unknown")
+    for held in now.values():
+        for qid, count in held.items():
+            result.findings[severity(qid)] += count
+    if previous is None:
+        if write:
+            log.info("%s: the first of its filter; no changes file (nothing to compare with)", files.week.label)
+        return result
+    result.since, rows = previous[0], snapshot_changes(now, previous[2], learner.catalog)
+    result.changes.update((row[0], severity(row[3])) for row in rows)
+    if write:
+        with StagedFile(temp_folder, changes_path(files)) as staged:
+            staged.stream.write(csv_head(CHANGES_COLUMNS) + CsvText().encode(
+                [[format_cell(value) for value in row] for row in rows]))
+            staged.publish()
+    return result
+
+
+def changes_path(files: WeekFiles) -> str:
+    """Where a snapshot's changes file is: beside its JSON, named <day>[.<fingerprint>].changes.csv."""
+    return files.json[:-len("json")] + "changes.csv"
+
+
+def take_snapshot(job: WeekJob, result, flattener, workbook_columns, learner, temp_folder: str) -> SnapshotResult:
+    """After the weeks: what the snapshot found, or why it failed (nothing written); a snapshot taken earlier
+    today costs no list call: only its missing files are written, from its JSON."""
+    if result is not None and result.ending is not Ending.DONE:
+        return SnapshotResult(job.week.first_day, failed=result.reason or "the run stopped")
+    try:
+        heal_files(job.files, temp_folder, flattener, workbook_columns)
+        return write_changes(job.files, learner, temp_folder,
+                             write=result is not None or not os.path.exists(changes_path(job.files)))
+    except STOPS_THE_RUN:
+        raise
+    except Exception as exc:  # the snapshot stays; its changes are written again next run
+        log.error("%s: its changes cannot be written: %s", job.week.label, describe_error(exc))
+        return SnapshotResult(job.week.first_day, failed=describe_error(exc))
+
+
 # --- Modes ---------------------------------------------------------------------------
 
 
@@ -4040,6 +4231,7 @@ class Summary:
     healed: int = 0  # done weeks whose missing CSV or workbook was rebuilt from their JSON
     seconds: float = 0.0
     stopped_by: object = None  # the error of STOPS_THE_RUN, or the Interrupted, that ended the run early
+    snapshot: object = None  # a SnapshotResult, when one was asked for
 
     def count(self, what, result: str, containers: int = 0, rows: int = 0) -> None:
         """Count how one planned week ended: fetched, skipped, failed or unfinished (a later word wins)."""
@@ -4066,35 +4258,52 @@ class Summary:
 
 
 def export(settings: Settings, session, clock, progress, secrets, layout: Layout, summary: Summary) -> None:
-    """Export mode: every planned week that is not done yet, counted in summary; the story of one run."""
+    """Export mode: every planned week that is not done yet, then the day's snapshot (when asked for),
+    counted in summary; the story of one run."""
     started, stop = clock.now(), Stop()
     stale = clean_temp(layout.staging)  # 1. nothing a killed run left is mistaken for a result
     if stale:
         log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
-    weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)  # 2. plan
+    jobs, done, snapshot = plan_export(settings, started, layout, summary)  # 2. plan
+    throughput = Throughput(clock, settings.workers, settings.policy.max_rate_limit_wait_seconds, stop)
+    client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
+                           stop=stop, throughput=throughput)
+    learner, changes = make_learners(settings, client, layout, clock, stop, settings.snapshot)  # 3. columns
+    flattener = make_flattener(settings.csv_columns, knowledge_getters((learner or changes).catalog)
+                               if learner or changes else None)
+    workbook_columns = settings.csv_columns if settings.xlsx else None
+    exporter = Exporter(settings=settings, client=client, throughput=throughput, layout=layout, flattener=flattener,
+                        progress=progress, stop=stop, run_started=started, learner=learner)
+    try:
+        heal_done_weeks(done, layout, flattener, workbook_columns, summary, learner)  # 4. missing files of done weeks
+        progress.weeks_total = len(jobs)
+        try:  # 5. fetch and publish, week by week, then the snapshot
+            exporter.run(jobs)
+        finally:
+            clean_temp(layout.staging)  # 6. whatever unfinished weeks had staged
+            tally(summary, jobs, exporter.results)
+        if snapshot is not None:  # 7. what runs now, and what changed since the last snapshot
+            summary.snapshot = take_snapshot(snapshot, exporter.results.get(jobs.index(snapshot)) if snapshot in jobs
+                                             else None, flattener, workbook_columns, changes, layout.temp)
+    finally:
+        if learner or changes:
+            (learner or changes).save()
+
+
+def plan_export(settings: Settings, started: dt.datetime, layout: Layout, summary: Summary) -> tuple:
+    """The weeks to fetch (damaged done ones again), the done weeks, and the snapshot's job (last, unless
+    it was taken today already: then not among the jobs)."""
+    weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time) if settings.weeks else []
     jobs, done = plan_jobs(weeks, settings, started, layout)
     done, damaged = set_aside_damaged(done)  # a damaged done marker is not trusted
     jobs = sorted(jobs + [plan_job(files.week, settings, started, layout) for files in damaged],
                   key=lambda job: job.week.start)
     log_plan(settings, weeks, jobs, done)
     summary.damaged = len(damaged)
-    throughput = Throughput(clock, settings.workers, settings.policy.max_rate_limit_wait_seconds, stop)
-    client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
-                           stop=stop, throughput=throughput)
-    learner = make_learner(settings, client, layout, clock, stop)  # 3. columns, resolved once
-    flattener = make_flattener(settings.csv_columns, knowledge_getters(learner.catalog) if learner else None)
-    heal_done_weeks(done, layout, flattener, settings.csv_columns if settings.xlsx else None, summary,
-                    learner)  # 4. the missing files of done weeks
-    progress.weeks_total = len(jobs)
-    exporter = Exporter(settings=settings, client=client, throughput=throughput, layout=layout, flattener=flattener,
-                        progress=progress, stop=stop, run_started=started, learner=learner)
-    try:  # 5. fetch and publish, week by week
-        exporter.run(jobs)
-    finally:
-        clean_temp(layout.staging)  # 6. whatever unfinished weeks had staged
-        tally(summary, jobs, exporter.results)
-        if learner is not None:
-            learner.save()
+    snapshot = plan_snapshot(settings, started, layout) if settings.snapshot else None
+    if snapshot is not None and (not os.path.exists(snapshot.files.json) or set_aside_damaged([snapshot.files])[1]):
+        jobs.append(snapshot)
+    return jobs, done, snapshot
 
 
 def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: Summary, learner) -> None:
@@ -4108,16 +4317,18 @@ def heal_done_weeks(done, layout: Layout, flattener, workbook_columns, summary: 
         except STOPS_THE_RUN:
             raise
         except Exception as exc:  # the week stays done; its files are tried again next run
-            log.error("Week %s: its missing files cannot be rebuilt from its JSON: %s", files.week.label,
+            log.error("%s: its missing files cannot be rebuilt from its JSON: %s", files.week.label,
                       describe_error(exc))
             summary.count(files.week.label, "failed")
             continue
         if rebuilt:
-            log.info("Week %s: %s missing; rebuilt from its JSON, no call", files.week.label, " and ".join(rebuilt))
+            log.info("%s: %s missing; rebuilt from its JSON, no call", files.week.label, " and ".join(rebuilt))
             summary.healed += 1
 
 
 def log_plan(settings: Settings, weeks, jobs, done) -> None:
+    if not weeks:
+        return
     log.info("Planned %s (%s to %s, %s): %d to fetch, %d already done", plural(len(weeks), "week"),
              weeks[0].first_day, weeks[-1].end_day, "local time" if settings.local_time else "UTC",
              len(jobs), len(done))
@@ -4125,7 +4336,7 @@ def log_plan(settings: Settings, weeks, jobs, done) -> None:
         log.info("Filter fingerprint %s in the file names means: %s",
                  filter_fingerprint(settings.optional_filter), settings.optional_filter)
     for files in done:
-        log.info("Week %s: already exported, skipped", files.week.label)
+        log.info("%s: already exported, skipped", files.week.label)
 
 
 def tally(summary: Summary, jobs, results) -> None:
@@ -4133,6 +4344,8 @@ def tally(summary: Summary, jobs, results) -> None:
     words = {Ending.FAILED: "failed", Ending.NOT_STARTED: "skipped", Ending.DONE: "fetched"}
     for order, job in enumerate(jobs):
         result = results.get(order)
+        if job.snapshot:
+            continue
         if result is None:
             summary.count(job.week.label, "unfinished")
         else:
@@ -4147,27 +4360,37 @@ def rebuild(settings: Settings, session, clock, progress, secrets, layout: Layou
     stop = Stop()
     client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
                            stop=stop) if settings.calls_gateway() else None
-    learner = make_learner(settings, client, layout, clock, stop)
-    flattener = make_flattener(settings.csv_columns, knowledge_getters(learner.catalog) if learner else None)
+    learner, changes = make_learners(settings, client, layout, clock, stop, os.path.isdir(layout.snapshots))
+    flattener = make_flattener(settings.csv_columns, knowledge_getters((learner or changes).catalog)
+                               if learner or changes else None)
     try:
         for name in sorted(os.listdir(layout.reports)):
             parsed = parse_report_name(name, settings.local_time)
             if parsed and parsed.extension == "json":
                 files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
                 rebuild_one(settings, layout, files, flattener, summary, learner)
+        for name in sorted(os.listdir(layout.snapshots)) if changes else ():
+            parsed = parse_snapshot_name(name)
+            if parsed:
+                files = snapshot_files(layout, *parsed)
+                rebuild_one(settings, layout, files, flattener, summary, learner, changes)
     finally:
         clean_temp(layout.staging)
-        if learner is not None:
-            learner.save()
+        if learner or changes:
+            (learner or changes).save()
 
 
-def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary, learner) -> None:
-    """Rebuild one stored week's CSV (and workbook); a week that cannot be read fails alone."""
+def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary, learner,
+                changes=None) -> None:
+    """Rebuild one stored week's CSV (and workbook), or a snapshot's and its changes (with changes, their
+    Learner); one that cannot be read fails alone."""
     name = os.path.basename(files.json)
     try:
         if learner is not None:  # first: a QID the catalog does not know fails the week, unless learned
             learner.learn_json(files.json, files.week.label)
         containers, rows = rebuild_files(files, layout.temp, flattener, settings.csv_columns if settings.xlsx else None)
+        if changes is not None:
+            write_changes(files, changes, layout.temp)
     except STOPS_THE_RUN:
         raise
     except Exception as exc:  # one unreadable week fails alone, in one line
@@ -4196,7 +4419,7 @@ def describe_plan(settings: Settings, clock, out) -> None:
     """Print the weeks a run would fetch, their file names and their QQL."""
     started = clock.now()
     layout = Layout(settings.output_dir, settings.xlsx)
-    weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time)
+    weeks = plan_weeks(settings.start_date, settings.end_date, started, settings.local_time) if settings.weeks else []
     jobs, done = plan_jobs(weeks, settings, started, layout)
     damage = {files.week: report_damage(files.json) for files in done}
     jobs += [plan_job(week, settings, started, layout) for week, reason in damage.items() if reason]
@@ -4210,14 +4433,18 @@ def describe_plan(settings: Settings, clock, out) -> None:
     if settings.slices > 1:
         print(f"A week with more than one page may be fetched as up to {settings.slices} chains of pages side by side, "
               "as many as the gateway's rate limit and the time its answers take call for.", file=out)
+    if settings.snapshot:
+        job = plan_snapshot(settings, started, layout)
+        taken = "  already taken today" if os.path.exists(job.files.json) else f"  {job.query}"
+        print(f"snapshot  {job.week.first_day}  {os.path.relpath(job.files.json)}{taken}", file=out)
     jobs_by_week = {job.week: job for job in jobs}
     for week in weeks:
         job = jobs_by_week.get(week)
         if job is None:
-            print(f"skip   {week.label}  already exported", file=out)
+            print(f"skip   {week.days}  already exported", file=out)
         else:
             why = f"  (its JSON {damage[week]}: kept aside, fetched again)" if damage.get(week) else ""
-            print(f"fetch  {week.label}  {os.path.relpath(job.files.json)}  {os.path.relpath(job.files.csv)}"
+            print(f"fetch  {week.days}  {os.path.relpath(job.files.json)}  {os.path.relpath(job.files.csv)}"
                   f"  {job.query}{why}", file=out)
 
 
@@ -4242,6 +4469,8 @@ def run_and_report(settings: Settings, session, clock, progress, secrets, layout
     summary.seconds = clock.monotonic() - started
     log_stop(summary)
     log.info("%s", summary.line())
+    if summary.snapshot is not None:
+        log.info("%s", summary.snapshot.line())
     return summary
 
 
@@ -4264,7 +4493,8 @@ def exit_code(outcome) -> int:
     stopped it, or None when there was nothing to run (--help, --version, --dry_run)."""
     if isinstance(outcome, Summary):
         if outcome.stopped_by is None:
-            return EXIT_WEEKS_FAILED if outcome.failed or outcome.unfinished else EXIT_OK
+            failed = outcome.failed or outcome.unfinished or outcome.snapshot is not None and outcome.snapshot.failed
+            return EXIT_WEEKS_FAILED if failed else EXIT_OK
         outcome = outcome.stopped_by
     if outcome is None:
         return EXIT_OK
@@ -4292,7 +4522,7 @@ def metrics_text(results: dict, last_success: float) -> str:
             ("last_run_week_results", "Weeks of the last export, by result.",
              [(f'{{result="{result}"}}', results[result]) for result in METRIC_WEEK_RESULTS]),
             ("last_run_containers", "Containers the last export fetched.", [("", results["containers"])]),
-            ("last_run_csv_rows", "CSV rows the last export wrote.", [("", results["rows"])])):
+            ("last_run_csv_rows", "CSV rows the last export wrote.", [("", results["rows"])])) + results["snapshot"]:
         lines += [f"# HELP {METRICS_PREFIX}{name} {help_text}", f"# TYPE {METRICS_PREFIX}{name} gauge"]
         lines += [f"{METRICS_PREFIX}{name}{labels} {metric_value(value)}" for labels, value in samples]
     return "\n".join(lines) + "\n"
@@ -4305,11 +4535,25 @@ def metric_value(value) -> str:
 def run_results(outcome, code: int, ended: dt.datetime, duration: float) -> dict:
     """What the metrics say of a run: its end, duration, exit code and counts (zeros without a summary)."""
     results = {"end": ended.timestamp(), "duration": duration, "exit_code": code, "containers": 0, "rows": 0}
-    results.update({result: 0 for result in METRIC_WEEK_RESULTS})
+    results.update({result: 0 for result in METRIC_WEEK_RESULTS}, snapshot=())
     if isinstance(outcome, Summary):
         results.update({result: outcome.of(result) for result in METRIC_WEEK_RESULTS},
-                       containers=outcome.containers, rows=outcome.rows)
+                       containers=outcome.containers, rows=outcome.rows, snapshot=snapshot_metrics(outcome.snapshot))
     return results
+
+
+def snapshot_metrics(snapshot) -> tuple:
+    """The gauges of a snapshot taken (none otherwise): its running containers, its findings by severity, and
+    the (image, QID) pairs new and resolved since the snapshot before, by severity, zeros included."""
+    if snapshot is None or snapshot.failed:
+        return ()
+    severities = ("1", "2", "3", "4", "5", "unknown")
+    return (("snapshot_running_containers", "Containers running at the last snapshot.", [("", snapshot.running)]),
+            ("snapshot_findings", "Running containers x QIDs at the last snapshot, by severity.",
+             [(f'{{severity="{level}"}}', snapshot.findings[level]) for level in severities]),
+            ("snapshot_changes", "Image x QID pairs new or resolved since the snapshot before, by severity.",
+             [(f'{{change="{change}",severity="{level}"}}', snapshot.changes[change, level])
+              for change in ("new", "resolved") for level in severities]))
 
 
 def previous_success(path: str) -> float:
@@ -4429,7 +4673,7 @@ def run_logged(settings: Settings, session, clock):
     prunes its logs and reports to the monitors; this run's log is always kept."""
     secrets = SecretFilter([settings.env_token, settings.embedded_token, settings.password])
     progress = Progress(sys.stderr, live=sys.stderr.isatty() and sys.stdout.isatty())
-    layout = Layout(settings.output_dir, settings.xlsx)
+    layout = Layout(settings.output_dir, settings.xlsx, settings.snapshot)
     with run_log(settings, clock, progress, secrets) as this_log, warnings_logged():
         log.info("weeklycontainerreport %s: gateway %s, output in %s", __version__, settings.gateway or "(none)",
                  os.path.abspath(settings.output_dir))
@@ -4512,6 +4756,8 @@ files (under --output_dir, default the current folder):
   <start>_<end>.partial.json, .csv, ...   a week that ended less than 24 hours ago: fetched
                                           again by every run until it has settled
   <start>_<end>.<fingerprint>.*           with --optional_filter: 16 hex digits of the filter
+  snapshots/<day>.json, .csv, .xlsx       --snapshot: what ran at the run's UTC date; taken once a day
+  snapshots/<day>.changes.csv             the (image, QID) pairs new or resolved since the one before
   qid_catalog.json                        with the knowledge columns: what was learned per QID
   temp_reports/, logs/                    staging (files move into place whole), run logs
 
@@ -4520,6 +4766,12 @@ csv columns (the default, in this order; any subset in any order with --csv_colu
   Not in the default, the knowledge of each QID (see QID knowledge):
   {knowledge}
   An unknown column is blank, with a warning.
+snapshot (--snapshot after the weeks, --snapshot_only alone):
+  Every container running now (state:RUNNING and the filter), in the weeks' columns. Its changes
+  compare it with the newest earlier snapshot of the same filter: one row per image x QID whose
+  presence among running containers changed (new, resolved), by severity (highest first); an
+  image is its imageId and imageSha as the container has them (neither: one blank image). Its
+  severity, title and CVEs come from the QID catalog (learned from details when unknown).
 QID knowledge (only when one of its columns is asked for):
   The list gives a vulnerability's QID, result and software; its severity, title, CVEs and
   the rest come from GET {gateway}/csapi/v1.3/containers/<sha>/vuln, one call per container
@@ -4531,18 +4783,13 @@ QID knowledge (only when one of its columns is asked for):
   only details are asked for, never the list).
 
 csv format:
-  A container without vulnerabilities has one row with blank vuln_* cells. Dotted names
-  read nested objects (host.hostname), [0] a list item. Missing, null and "null" are blank;
-  times are ISO-8601 UTC (2025-09-01T08:15:00Z); lists are joined with "; " (the n-th name,
-  version and fix version line up); {key, value} is key=value; other objects compact JSON;
-  numbers as sent. A text cell starting with = + - @ TAB or CR gets a leading ' (a plain
-  number is left alone). UTF-8 with a byte-order mark, every cell quoted, CRLF rows.
-
-workbooks (--xlsx, needs XlsxWriter):
-  The CSV's rows with typed cells: text never evaluated, times as UTC dates, numbers as
-  numbers (an integer past 2^53 stays text), booleans; the header frozen, an autofilter;
-  past 1,048,576 rows a sheet goes on as <week>_2, <week>_3...
-
+  A container without vulnerabilities has one row with blank vuln_* cells. Dotted names read
+  nested objects (host.hostname), [0] a list item. Missing, null and "null" are blank; times
+  are ISO-8601 UTC; lists are joined with "; " (the n-th name, version and fix version line
+  up); numbers as sent. A text cell starting with = + - @ TAB or CR gets a leading '. UTF-8
+  with a byte-order mark, every cell quoted, CRLF rows.
+workbooks (--xlsx, needs XlsxWriter): the CSV's rows, cells typed (text never evaluated, UTC
+  dates, numbers, an integer past 2^53 as text); past 1,048,576 rows on <week>_2, <week>_3...
 odd records (none fails its week): any uuid (told apart by type), deep nesting, numbers Python
   cannot hold, bytes that are not UTF-8 (U+FFFD); a container served twice is kept once; items
   that are not objects are dropped, and containers created outside the week asked for left out.
@@ -4564,7 +4811,9 @@ monitoring (the cron and systemd recipes and the alerts are in the README):
                         written whole, mode 0644: weeklycontainerreport_last_run_end_time_seconds,
                         _last_run_duration_seconds, _last_run_exit_code, _last_success_time_seconds
                         (0: never), _last_run_week_results{result=fetched|skipped|failed|unfinished},
-                        _last_run_containers, _last_run_csv_rows
+                        _last_run_containers, _last_run_csv_rows; with --snapshot
+                        _snapshot_running_containers, _snapshot_findings{severity=1..5|unknown},
+                        _snapshot_changes{change=new|resolved,severity=...}
   --ping_url URL        (or QUALYS_PING_URL) URL/start when an export starts, URL/<exit code>
                         with the summary line when it ends, as healthchecks.io expects; a
                         ping never changes the exit code nor holds the end more than 25 s
@@ -4604,6 +4853,9 @@ OPTIONS = (  # --name (and --hyphen-name), argparse's keywords; in --help's orde
     ("--local_time", dict(action="store_true", help="cut weeks at midnight in this machine's time zone, not UTC")),
     ("--read_timeout", dict(type=float, default=RetryPolicy.read_timeout_seconds, metavar="SECONDS",
                             help="longest a page may take, first byte to last (1 to 3600; default: %(default)g)")),
+    ("--snapshot", dict(action="store_true", help="after the weeks, what runs now and what changed since the "
+                                                 "snapshot before, in snapshots/ (see snapshot below)")),
+    ("--snapshot_only", dict(action="store_true", help="the snapshot alone, no week")),
     ("--dry_run", dict(action="store_true", help="print the weeks, file names and QQL a run would use; no call")),
     ("--rebuild_csv", dict(action="store_true", help="rewrite every CSV (and with --xlsx workbook) from the stored "
                                                     "JSON with the current --csv_columns; no list call, no token")),
@@ -4676,40 +4928,6 @@ def parse_workers(text: str) -> int:
         raise UsageError(f"--workers must be auto or a number from 1 to {MAX_WORKERS}, not {text!r}") from None
 
 
-def is_loopback(host: str) -> bool:
-    """Tell whether host is localhost or a loopback address (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def checked_url(text: str, what: str, example: str, secret: bool = False):
-    """Split a URL given by the user, refusing what must not be sent anywhere: a bad host or port,
-    another scheme than https (plain http only to a loopback host), credentials, a query (unless it is
-    a secret's: a ping URL's) or a fragment. A secret URL is never repeated in the message."""
-    shown = "the URL given" if secret else repr(text)
-    try:
-        parts = urlsplit(text.strip())
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-        if host:
-            host.encode("idna")  # an empty or over-long label can never be looked up
-    except ValueError:  # UnicodeError included
-        raise UsageError(f"{what}: the URL has a bad host or port: {shown}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise UsageError(f"{what}: must be an https:// URL,{example} not {shown}")
-    if parts.username or parts.password or parts.query and not secret or parts.fragment:
-        raise UsageError(f"{what}: the URL must not carry credentials, a query or a fragment")
-    if scheme == "http" and not is_loopback(host):
-        raise UsageError(f"{what}: plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost); "
-                         "use https")
-    return parts
-
-
 def gateway_base(gateway: str, source: str = "GATEWAY") -> str:
     """Validate a gateway URL (from source) and return it without the list path, e.g. https://host."""
     parts = checked_url(gateway, source, " e.g. https://gateway.qg2.apps.qualys.com,")
@@ -4772,6 +4990,8 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
     workers, slices = parse_workers(args.workers), within(args.slices, 1, MAX_SLICES, "--slices")
     if args.rebuild_csv and args.dry_run:
         raise UsageError("--rebuild_csv and --dry_run do not go together")
+    if args.snapshot_only and args.start_date is not None:
+        raise UsageError("--snapshot_only fetches no week: give no --start_date and --end_date")
     optional_filter = args.optional_filter.strip()
     check_filter(optional_filter)
     source, gateway_text = ("GATEWAY", args.gateway) if args.gateway else ("QUALYS_GATEWAY", environ.get(
@@ -4791,6 +5011,7 @@ def settings_from(args, environ, embedded_token: str) -> Settings:
         username=environ.get("QUALYS_USERNAME", "").strip(), password=environ.get("QUALYS_PASSWORD", ""),
         metrics_file=args.metrics_file.strip(), ping_url=ping_base(ping_url) if ping_url else "",
         keep_logs=args.keep_logs if args.keep_logs is None else within(args.keep_logs, 1, None, "--keep_logs"),
+        snapshot=args.snapshot or args.snapshot_only, weeks=not args.snapshot_only,
     )
     if settings.calls_gateway():
         check_ca_bundle(environ)

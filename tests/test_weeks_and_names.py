@@ -27,7 +27,7 @@ def test_the_readme_range_is_exactly_one_week():
 
 def test_the_last_window_is_cut_short_at_the_exclusive_end_date():
     weeks = wcr.plan_weeks(dt.date(2025, 9, 1), dt.date(2025, 9, 18), utc(2026, 1, 1), False)
-    assert [w.label for w in weeks] == ["2025-09-01..2025-09-08", "2025-09-08..2025-09-15", "2025-09-15..2025-09-18"]
+    assert [w.days for w in weeks] == ["2025-09-01..2025-09-08", "2025-09-08..2025-09-15", "2025-09-15..2025-09-18"]
 
 
 def test_without_dates_the_run_covers_52_calendar_weeks_and_the_open_one():
