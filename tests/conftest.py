@@ -124,6 +124,22 @@ def fill_week(gateway, count=300):
     return {record.uuid for record in gateway.records}
 
 
+def fill_weeks(gateway, count=600, first=dt.date(2025, 9, 1), end=dt.date(2025, 9, 15)):
+    """Put count containers into the weeks from first to end (two weeks of 300 by default)."""
+    gateway.generate(count, first, end)
+
+
+def fill_four_weeks(gateway):
+    """Four weeks of 350 containers, from 2025-09-01."""
+    gateway.generate(1400, dt.date(2025, 9, 1), dt.date(2025, 9, 29))
+
+
+def add_plain(gateway, count=5):
+    """count hand-made containers, plain-0, plain-1..., created on 2025-09-02."""
+    for number in range(count):
+        gateway.add_container(ms(2025, 9, 2) + number, uuid=f"plain-{number}", name=f"plain-{number}")
+
+
 def give_login(gateway, monkeypatch, password, typed=None, keep_token=False):
     """Give the gateway an account, and the environment its credentials (or a typo of them)."""
     gateway.credentials = {"alice": password}

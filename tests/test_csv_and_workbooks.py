@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import (CSV_FILE, NAME, WEEK, WEEK_FILE, WEEK_UNSLICED, FakeClock, files, ms, read_csv_rows,
+from conftest import (CSV_FILE, NAME, WEEK, WEEK_FILE, WEEK_UNSLICED, FakeClock, add_plain, files, ms, read_csv_rows,
                       week_range)
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -138,11 +138,6 @@ def test_csv_cells_for_nulls_labels_objects_exponents_times_and_list_positions(r
     assert row["stateChanged"] == "'=HYPERLINK(\"http://x\")"  # text in a time column is guarded too
     assert row["cluster.k8s.pod.controller[1].name"] == "" and row["cluster.k8s.pod.controller[0].name"] == "only"
     assert row["vuln_software_names"] == "; zlib" and row["vuln_software_versions"] == "; 1.3"  # "null" is blank
-
-
-def add_plain(gateway, count=5):
-    for number in range(count):
-        gateway.add_container(ms(2025, 9, 2) + number, uuid=f"plain-{number}", name=f"plain-{number}")
 
 
 def test_deeply_nested_values_still_become_a_csv_cell(run, gateway, workdir):

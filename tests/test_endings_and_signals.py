@@ -12,8 +12,8 @@ import time
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import (QUERY, WEEK_FILE, WEEK_UNSLICED, client_for, files, fill_week, free_port, keep_count, log_text,
-                      ms, stored, week_range)
+from conftest import (QUERY, WEEK_FILE, WEEK_UNSLICED, add_plain, client_for, files, fill_week, free_port, keep_count,
+                      log_text, stored, week_range)
 from fake_gateway import DEMO_TOKEN, SCRIPT, Fault
 
 def reset_sigint():
@@ -137,11 +137,6 @@ def test_a_signal_stops_the_run_like_ctrl_c_keeping_finished_weeks(signum, code,
 
 
 # --- A bug ends in one line -----------------------------------------------------------------
-
-
-def add_plain(gateway, count=5):
-    for number in range(count):
-        gateway.add_container(ms(2025, 9, 2) + number, uuid=f"plain-{number}", name=f"plain-{number}")
 
 
 def test_an_unexpected_error_is_one_line_on_screen_and_a_traceback_only_in_the_log(

@@ -10,19 +10,12 @@ import time
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import NAME, WEEK_UNSLICED, FakeClock, files, fill_week, log_text, ms, run_script, stored, week_range
+from conftest import (NAME, WEEK_UNSLICED, FakeClock, files, fill_four_weeks, fill_week, fill_weeks, log_text, ms,
+                      run_script, stored, week_range)
 from fake_gateway import DEMO_TOKEN, Fault
 
 TWO_WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]
 FOUR_WEEKS = week_range("2025-09-01", "2025-09-29") + ["--slices", "1"]  # weeks side by side, each one chain
-
-
-def fill_weeks(gateway, count=600, first=dt.date(2025, 9, 1), end=dt.date(2025, 9, 15)):
-    gateway.generate(count, first, end)
-
-
-def fill_four_weeks(gateway):
-    gateway.generate(1400, dt.date(2025, 9, 1), dt.date(2025, 9, 29))
 
 
 def snapshot(folder):

@@ -8,8 +8,8 @@ import re
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import (WEEK, WEEK_FILE, WEEK_UNSLICED, files, fill_week, log_text, ms, read_csv_rows, stored,
-                      week_range)
+from conftest import (WEEK, WEEK_FILE, WEEK_UNSLICED, add_plain, files, fill_four_weeks, fill_week, log_text, ms,
+                      read_csv_rows, stored, week_range)
 from fake_gateway import EMPTY_STYLES, LAST_PAGE_STYLES, NEXT_LINK_STYLES, NOT_A_PAGE, Fault
 
 START, END = ms(2025, 9, 1), ms(2025, 9, 8)
@@ -26,11 +26,6 @@ def strict_load(path):
                       parse_int=lambda digits: int(digits) if len(digits) < 4000 else digits)
 
 
-def add_plain(gateway, count=5):
-    for number in range(count):
-        gateway.add_container(ms(2025, 9, 2) + number, uuid=f"plain-{number}", name=f"plain-{number}")
-
-
 def ranges(calls):
     """The created ranges the calls asked for, in order of first appearance."""
     seen = []
@@ -39,10 +34,6 @@ def ranges(calls):
         if (low, high) not in seen:
             seen.append((low, high))
     return seen
-
-
-def fill_four_weeks(gateway):
-    gateway.generate(1400, dt.date(2025, 9, 1), dt.date(2025, 9, 29))
 
 
 FOUR_WEEKS = week_range("2025-09-01", "2025-09-29") + ["--slices", "1"]  # weeks side by side, each one chain

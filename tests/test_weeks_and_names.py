@@ -6,14 +6,10 @@ import json
 import pytest
 
 import weeklycontainerreport as wcr
-from conftest import WEEK_UNSLICED, FakeClock, files, log_text, ms, stored, week_range
+from conftest import WEEK_UNSLICED, FakeClock, files, fill_weeks, log_text, ms, stored, week_range
 
 
 TWO_WEEKS = week_range("2025-09-01", "2025-09-15") + ["--slices", "1"]
-
-
-def fill_weeks(gateway, count=600, first=dt.date(2025, 9, 1), end=dt.date(2025, 9, 15)):
-    gateway.generate(count, first, end)
 
 
 def utc(*args):
