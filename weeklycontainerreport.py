@@ -338,9 +338,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Ending(enum.Enum):
-    """How a week ended: written whole, failed (nothing written, retried next run), left
-    unfinished because the run stopped (no token left, a signal), or not fetched because it
-    has not begun by the gateway's clock."""
+    """How a week ended: written whole, failed (retried next run), unfinished (the run stopped), or not begun."""
 
     DONE = "done"
     FAILED = "failed"
@@ -358,9 +356,7 @@ def stops_the_run(exc: BaseException) -> bool:
 
 
 class Stop:
-    """The one stop of a run. Whatever stops it (a signal, an error of STOPS_THE_RUN, a bug) calls
-    stop(error); the first error is kept for the run's end, and whatever waits is woken at once:
-    requests in flight are cut off, sleepers return, waiters on a condition see it, so nothing polls."""
+    """The one stop of a run: the first error that stopped it, and a wake-up for whatever waits (nothing polls)."""
 
     def __init__(self):
         self._event, self._lock = threading.Event(), threading.Lock()
@@ -504,10 +500,8 @@ class GaveUp(ReportError):
 
 
 def retried(once, what: str, policy: RetryPolicy, *, rng, wait, give_up=GaveUp, on_rate_limit=None):
-    """The one retry loop (pages, details, logins, pings): call once until it returns; again at once after
-    TokenRejected (the broker has moved on), after on_rate_limit(exc) on a 429, after a backoff with
-    jitter (wait(seconds)) on TransientError, until the policy's attempts or waits run out: then raise
-    give_up(the last trouble, the attempts made)."""
+    """The one retry loop (pages, details, logins, pings): call once again after TokenRejected, a 429 (on_rate_limit)
+    or TransientError (after a backoff), until the policy gives up: give_up(last trouble, attempts)."""
     attempt, waited = 0, 0.0
     while True:
         try:
@@ -739,12 +733,8 @@ def temp_name(final_name: str) -> str:
 
 
 class StagedFile:
-    """A binary file written in temp_reports/ and moved into place whole, or never.
-
-    When the final folder is on another filesystem (a symlink to a mount, say), the file is
-    staged beside its final place instead, so that the rename is always atomic. It is a
-    context manager: leaving the with block without publish() removes the staged file,
-    whatever ended the block (an error, a signal), so no caller writes its own cleanup."""
+    """A binary file staged in temp_reports/ (or beside its place, on another filesystem) and moved into place
+    whole, or removed when its with block ends without publish()."""
 
     def __init__(self, temp_folder: str, final_path: str, mode=None):
         final_folder = os.path.dirname(final_path) or "."
@@ -890,9 +880,8 @@ def plan_weeks(start_date, end_date, now: dt.datetime, local_time: bool) -> list
 
 
 def is_open(week: Week, run_started: dt.datetime, gateway_now=None) -> bool:
-    """Tell whether a week may still gain containers: it ended less than 24 hours before this
-    machine's clock, or before the gateway's (when known): a clock that runs ahead never
-    freezes a week that has not happened."""
+    """Whether a week may still gain containers: it ended less than 24 hours before this machine's clock, or
+    the gateway's when known (a clock that runs ahead never freezes a week that has not happened)."""
     now = run_started if gateway_now is None else min(run_started, gateway_now)
     return now - week.end < OPEN_WEEK_GRACE
 
@@ -1154,12 +1143,8 @@ def secret_pieces(path: str) -> list:
 
 
 class SecretFilter(logging.Filter):
-    """Replaces every known token and password, in any of its encodings, with '***'.
-
-    A secret of 8 characters or more is replaced wherever it appears; a shorter one only
-    where it stands alone (not inside a longer word), so that a short password cannot turn
-    'Week' into 'W***k'. The script itself never prints a secret of any length.
-    """
+    """Replaces every known secret, in any of its encodings, with '***': one of 8 characters or more
+    wherever it appears, a shorter one only where it stands alone (so 'Week' never becomes 'W***k')."""
 
     def __init__(self, secrets=()):
         super().__init__()
@@ -1293,9 +1278,8 @@ def open_log(logs_folder: str, stamp: str):
 
 
 def prune_logs(logs_folder: str, keep: int, this_log: str) -> None:
-    """Keep the keep newest run logs (by the time in their names; this run's is always one of them) and
-    remove the older ones; only files named as this script names its logs are ever touched, never a
-    link or a folder."""
+    """Keep the keep newest run logs (by the time in their names; this run's always) and remove the others;
+    only files named as this script names its logs, never a link or a folder."""
     ours = []
     for entry in os.scandir(logs_folder):
         match = LOG_NAME.match(entry.name)
@@ -1367,10 +1351,7 @@ _AuthBase = requests.auth.AuthBase if requests is not None else object
 
 
 class BearerAuth(_AuthBase):
-    """Sends a token as 'Authorization: Bearer ...' through requests' auth hook.
-
-    Any auth object, even one with no token (for the login), keeps requests from
-    applying a ~/.netrc entry that would silently replace the header."""
+    """Sends a token as 'Authorization: Bearer ...' through requests' auth hook (so ~/.netrc cannot replace it)."""
 
     def __init__(self, token: str):
         self.token = token
@@ -1395,11 +1376,8 @@ def underlying_socket(connection_socket):
 
 
 class Deadline:
-    """Ends one request when its time is up: a timer shuts its socket down from outside.
-
-    A socket read waits only for the next byte, so a server (or a proxy, answering CONNECT)
-    that trickles one byte at a time would keep a request alive forever; this bounds the
-    whole exchange instead, from the moment its connection opens to the answer's last byte."""
+    """Ends one request when its time is up, from its connection to its answer's last byte: a timer shuts
+    its socket down from outside (a read's own timeout waits only for the next byte)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -1518,11 +1496,8 @@ def watched_pools(http_pool, https_pool) -> dict:
 
 
 def make_session(workers: int):
-    """A requests session whose pool fits all workers, whose requests end at their deadline through
-    every route (direct, http:// and https:// proxies, SOCKS), and which never follows a redirect
-    nor reads its body (requests would read a redirect's body whole, however large).
-
-    It keeps what users rely on from the environment: HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE."""
+    """A requests session whose pool fits all workers, whose requests end at their deadline on every route
+    (direct, http(s) proxies, SOCKS), and which never follows a redirect nor reads its body."""
     pools = watched_pools(urllib3.HTTPConnectionPool, urllib3.HTTPSConnectionPool)
 
     class DeadlineAdapter(requests.adapters.HTTPAdapter):
@@ -1534,7 +1509,8 @@ def make_session(workers: int):
             manager = super().proxy_manager_for(proxy, **proxy_kwargs)  # without PySocks: InvalidSchema
             if proxy.lower().startswith("socks"):
                 from urllib3.contrib import socks
-                manager.pool_classes_by_scheme = watched_pools(socks.SOCKSHTTPConnectionPool, socks.SOCKSHTTPSConnectionPool)
+                manager.pool_classes_by_scheme = watched_pools(socks.SOCKSHTTPConnectionPool,
+                                                               socks.SOCKSHTTPSConnectionPool)
             else:
                 manager.pool_classes_by_scheme = pools
             return manager
@@ -1551,11 +1527,8 @@ def make_session(workers: int):
 
 
 class ByteBudget:
-    """The bytes all answers in flight may hold together, run-wide, until each is processed.
-
-    An answer that would pass the budget waits for room, except the oldest one, which may always
-    grow (to the page cap), so the run can never deadlock; a wait lasts no longer than the request's
-    deadline, nor than the run."""
+    """The bytes all answers in flight may hold together, run-wide, until each is processed: an answer waits
+    for room (the oldest may always grow, so nothing deadlocks), no longer than its deadline or the run."""
 
     def __init__(self, capacity: int, stop):
         self._capacity, self._stop = capacity, stop
@@ -1598,11 +1571,8 @@ def make_inflater(encoding: str):
 
 
 def read_body(response, cap_bytes: int, grow=None) -> bytearray:
-    """Read a streamed body whole, inflating it in bounded steps; abandon it past cap_bytes.
-
-    Whatever Content-Length or Content-Encoding claim, no more than cap_bytes of body (plus
-    one step) is ever held: a gzip bomb is stopped as its inflated bytes are counted. grow
-    claims each piece from the run's ByteBudget before it is kept."""
+    """Read a streamed body whole, inflating it in bounded steps, each piece claimed by grow (the ByteBudget);
+    whatever its headers claim, past cap_bytes it is abandoned (a gzip bomb is stopped as it inflates)."""
     inflater = make_inflater(response.headers.get("Content-Encoding", "").strip().lower())
     body = bytearray()
     while True:
@@ -1771,13 +1741,8 @@ def token_problem(token: str) -> str:
 
 
 class TokenBroker:
-    """Hands all workers one token, and moves to the next source when the gateway rejects it.
-
-    Sources in order: QUALYS_TOKEN, the in-script EMBEDDED_TOKEN, then a login with
-    QUALYS_USERNAME/QUALYS_PASSWORD, repeated whenever a login token expires. A fresh
-    login token that is refused before any page used it (it may have expired during a
-    long wait) leads to another login, at most MAX_REFUSED_LOGINS times in a row.
-    """
+    """Hands all workers one token: QUALYS_TOKEN, EMBEDDED_TOKEN, then a login, moving on when one is
+    rejected; a fresh login token refused before any use leads to another login, MAX_REFUSED_LOGINS in a row."""
 
     def __init__(self, *, sources, login, clock, remember_secret):
         self._sources = [(label, token) for label, token in sources if token]
@@ -1888,13 +1853,9 @@ def header_number(headers, name: str):
 
 
 class Pacer:
-    """Spaces one endpoint's calls by its X-RateLimit headers, within sane bounds.
-
-    Calls go evenly, 5% under the allowed rate, except that after a lull up to BURST_SHARE of a
-    window's allowed calls may go at once (virtual scheduling, as GCRA does); and no window ever holds
-    more calls than allowed, by its own count. Remaining: 0 that this client's own calls do not explain
-    (another client shares the quota) holds every call for the window, and a 429 for its wait. Before
-    the first answer tells the limit, calls go unpaced."""
+    """Spaces one endpoint's calls by its X-RateLimit headers (unpaced until one tells them): evenly, 5% under
+    the rate, up to BURST_SHARE of a window's calls at once after a lull (GCRA), never more than allowed in any
+    window; Remaining: 0 that its own calls do not explain holds every call for the window, a 429 for its wait."""
 
     MARGIN = 1.05  # run a little under the limit, so that jitter does not draw 429s
     BURST_SHARE = 0.1  # of a window's allowed calls, the most that go at once after a lull
@@ -1985,10 +1946,8 @@ class Average:
 
 
 def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> int:
-    """The pages to keep in flight to use the gateway's allowance: its allowed rate (calls a second,
-    from its X-RateLimit headers) times the time a page takes (its answer and its processing), but
-    no more than keep the processing busy (one page is processed at a time: 1 + answer / processing,
-    its CPU time), with a margin, within 1 and ceiling. No page yet: one."""
+    """The pages to keep in flight: the allowed rate times the time a page takes (answer and processing),
+    but no more than keep the one-at-a-time processing busy (1 + answer / processing), with a margin, 1 to ceiling."""
     if answer_seconds is None or processing_seconds is None:
         return 1
     for_rate = rate * (answer_seconds + processing_seconds) if rate is not None else math.inf
@@ -1998,11 +1957,8 @@ def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> i
 
 
 def pages_to_come(low_ms: int, high_ms: int, created, shown: int) -> float:
-    """About how many pages a chain over [low_ms, high_ms) that named a next page still holds, from the
-    created times of its latest page's containers: those past the page's latest, as dense as the page
-    (where the gateway's order follows created, the rest lies there); but at least as many as it has
-    shown since it began or was last split (where updated lags created, a page is a sample of the
-    whole range: it tells where the containers are, not how many are left)."""
+    """About how many pages a chain over [low_ms, high_ms) still holds: those past its latest page, as dense (where
+    the order follows created), but at least the pages it has shown (where updated lags: a page is a sample)."""
     if len(created) < 2:
         return float(shown)
     earliest, latest = min(created), max(created)
@@ -2011,11 +1967,10 @@ def pages_to_come(low_ms: int, high_ms: int, created, shown: int) -> float:
 
 
 def split_plan(low_ms: int, high_ms: int, created, parts: int) -> list:
-    """Cut [low_ms, high_ms) into at most parts ranges in time order, each holding about as much of what
-    is to come: the latest page's containers where they lie, and past its latest as many more as
-    dense (pages_to_come); no part narrower than MIN_CHAIN_MS.
+    """Cut [low_ms, high_ms) into at most parts ranges in time order, each holding about as much: the page's
+    containers where they lie, and past them as many more as dense; none narrower than MIN_CHAIN_MS.
 
-        split_plan(0, 100_000, [0, 1000, 2000, 3000], 2) -> [(0, 51500), (51500, 100000)]"""
+        split_plan(0, 100_000, [0, 1000, 2000, 3000], 2) -> [(0, 49500), (49500, 100000)]"""
     points = sorted(created)
     tail = (high_ms - points[-1]) * (len(points) - 1) / max(points[-1] - points[0], 1) if points else 0.0
     whole, cuts = len(points) + tail, []
@@ -2032,10 +1987,8 @@ def split_plan(low_ms: int, high_ms: int, created, parts: int) -> list:
 
 
 class Throughput:
-    """How fast the list is fetched, in one place: it paces the list's calls (a Pacer), keeps as many
-    pages in flight as the gateway's allowed rate times the time a page takes call for
-    (pages_in_flight), processes one page at a time, and says when and where a chain of pages is
-    split (pages_to_come, split_plan). The client and the workers tell it what happened and ask it."""
+    """How fast the list is fetched, in one place: it paces the list's calls, keeps as many pages in flight as
+    the gateway's rate calls for, processes one page at a time, and says when and where a chain is split."""
 
     IN_FLIGHT_MARGIN = 1.2  # keep this many times (rate x latency) pages in flight
     ONE_PAGE_AT_A_TIME = True  # the first of many answers that came at once is done first, not all late
@@ -2075,10 +2028,8 @@ class Throughput:
                                self.processing_seconds.value, self.ceiling)
 
     def split(self, low_ms: int, high_ms: int, created, shown: int, others: int, most: int) -> list:
-        """The ranges a chain over [low_ms, high_ms) that named a next page goes on as, side by side (its
-        own range first); [] to go on alone. It is split when the pages wanted in flight outnumber the
-        chains (others: those alive besides it), into no more parts than the pages it reckons to hold
-        (at least two), nor most."""
+        """The ranges a chain goes on as side by side (its own first), or []: split while the pages wanted in flight
+        outnumber the chains alive (others), into no more parts than it reckons to hold, nor most."""
         parts = min(self.wanted() - others, math.floor(pages_to_come(low_ms, high_ms, created, shown)), most)
         bounds = split_plan(low_ms, high_ms, created, parts) if parts >= 2 else []
         return bounds if len(bounds) >= 2 else []
@@ -2110,17 +2061,14 @@ KEYSET_CURSOR = re.compile(r"updated\s*>=\s*\d+(\s+and\s+not\s+uuid\s*:\s*\[[^\]
 
 
 def reusable_cursor(cursor) -> bool:
-    """Whether a cursor is the documented keyset clause (updated>=N AND not uuid: [...]): the gateway
-    only ANDs it with the filter, so it goes on exactly over a narrower range of the same filter.
-    Any other (opaque) cursor is used only as it was given."""
+    """Whether a cursor is the documented keyset clause (updated>=N AND not uuid: [...]), which goes on over
+    a narrower range of the same filter; any other (opaque) cursor is used only as given."""
     return bool(cursor) and bool(KEYSET_CURSOR.match(cursor.strip()))
 
 
 def next_cursor(headers):
-    """Return paginationQuery from the Link header's rel=next URL, or None on the last page.
-
-    A Link that names a next page whose URL cannot be read fails the page: stopping there
-    would mark a week done that is not known to be complete."""
+    """The paginationQuery of the Link header's rel=next, or None on the last page; a next page whose URL
+    cannot be read fails the page (stopping there would mark a week done that may not be)."""
     header = (headers.get("Link") or "").strip()
     if not header or header.lower() == "null":
         return None
@@ -2276,9 +2224,8 @@ class GatewayClient:
         self.gateway_clock = GatewayClock(clock)
 
     def fetch_page(self, query: str, cursor, label: str, consume):
-        """Fetch one page and pass its body to consume; return (consume's result, next cursor).
-
-        What is transient (and a body consume cannot read) is retried; anything else raises WeekFailed."""
+        """Fetch one page and pass its text to consume; return (consume's result, the next cursor). What is
+        transient (a body consume cannot read too) is retried; anything else raises WeekFailed."""
         params = {"filter": query, "limit": PAGE_LIMIT}
         if cursor:
             params["paginationQuery"] = cursor
@@ -2409,10 +2356,8 @@ class GatewayClient:
         return problem
 
     def fetch_details(self, sha: str, consume):
-        """Fetch one container's vulnerability details and return what consume makes of their text, or
-        None when the container is gone (404). Paced by the details endpoint's own rate limit, never the
-        list's; 5xx, 429, network trouble and text consume cannot read are retried like a page; 403
-        stops the run (KnowledgeRefused)."""
+        """Fetch one container's details and return what consume makes of them, or None when it is gone (404),
+        on the details' own pace; retried like a page; a 403 raises KnowledgeRefused (one container's)."""
         url = self.details_url.format(sha=quote(sha, safe=""))
         with self._fatal_stops_the_run():
             return self._with_retries(functools.partial(self._details_once, url, consume),
@@ -2446,10 +2391,8 @@ class GatewayClient:
         return consume(page_text(answer.body))
 
     def log_in(self, username: str, password: str) -> str:
-        """POST /auth and return the JWT; raise AuthError for refused credentials or an answer that
-        is no token, WrongGateway for a redirect. 5xx and network trouble are retried like any page,
-        a 429 is waited out like a page's; when the retries run out the week fails (or, if the
-        gateway never answered, the run stops)."""
+        """POST /auth and return the JWT: refused credentials or no token raise AuthError, a redirect WrongGateway;
+        5xx, 429 and network trouble are retried like a page."""
         try:
             token = self._with_retries(functools.partial(self._log_in_once, username, password), "Login", self.pacer)
         except WeekFailed as failure:
@@ -2518,10 +2461,8 @@ def expect(text: str, position: int, char: str) -> int:
 
 
 def walk_page(text: str):
-    """Yield (item, start, end) for each item of a page's data, decoding one item at a time.
-
-    The page must be one JSON object whose data is a list, a single object or null. An object
-    without data is an error in disguise: NotAPage, with what its errorCode/message/error said."""
+    """Yield (item, start, end) for each item of a page's data, decoding one at a time; an object without data
+    is an error in disguise: NotAPage, with what its errorCode/message/error said."""
     position = expect(text, skip_space(text, 0), "{")
     seen_data, said = False, []
     while text[position:position + 1] != "}":
@@ -2691,15 +2632,8 @@ def order_key(container, uuid, crc: int) -> tuple:
 
 
 class Fragment:
-    """One chain's share of a week, staged: its containers as JSON lines.
-
-    Each container is written exactly as the gateway sent it (its own bytes, one line, then
-    ','), never re-encoded, so a page costs little more memory than its text; an Entry keeps
-    where, for the week's merge in time order. A page is written whole or not at all: when one
-    fails half way, the file is cut back to where the page began, and the page can be fetched
-    again. Containers are de-duplicated by uuid within the fragment; an item of data that is
-    not a JSON object is dropped, and a container created outside [start_ms, end_ms) is left
-    out (a gateway that widened the range: it belongs to another week or chain)."""
+    """One chain's share of a week, staged as JSON lines: each container as the gateway sent it, once (by uuid),
+    within [start_ms, end_ms); a page written whole or cut back, with an Entry per container for the merge."""
 
     def __init__(self, job: WeekJob, temp_folder: str, *, tag: str, whole_week: bool, start_ms: int, end_ms: int,
                  needs=None):
@@ -3057,11 +2991,8 @@ def vuln_field(field: str):
 
 
 class RowFlattener:
-    """Turns one container into rows, one per vulnerability, with column paths resolved once.
-
-    As text for the CSV by default; typed=True gives workbook values (numbers, dates, booleans).
-    getters reads the columns that do not come from the list (the QID knowledge): column -> a
-    function of a vulnerability."""
+    """Turns one container into rows, one per vulnerability, its column paths resolved once: text for the CSV,
+    or (typed) workbook values; getters read the columns that do not come from the list (the knowledge)."""
 
     def __init__(self, columns, typed: bool = False, getters=None):
         self.header = list(columns)
@@ -3173,10 +3104,7 @@ def sheet_name(week: Week) -> str:
 
 
 def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS, getters=None) -> int:
-    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return rows.
-
-    Text is always a string cell (never guessed, never a formula), times are UTC dates,
-    JSON numbers are numbers; a sheet that is full continues on <name>_2, <name>_3..."""
+    """Write the rows of a weekly JSON as a workbook with typed cells, a row at a time; return the rows."""
     xlsxwriter = import_xlsxwriter()
     library_folder = os.path.join(temp_folder, temp_name("xlsxwriter"))  # its temp files, named as ours
     os.mkdir(library_folder, FOLDER_MODE)
@@ -3254,11 +3182,8 @@ def write_csv(json_path: str, stream, flattener: RowFlattener):
 
 def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlattener, workbook_columns,
                   temp_folder: str, staged_json=None):
-    """The one place a week's CSV and workbook are written: from its JSON (json_path), for an export, a
-    rebuild and a heal alike; kinds names which of "csv" and "xlsx" to write. They are moved into place
-    first and the staged JSON (the done marker, for an export) last; a week without containers has
-    neither, so old ones of its names are removed. Return (containers, CSV rows). When a file cannot
-    be moved into place after others were, the error says which were."""
+    """The one place a week's CSV and workbook are written: from its JSON, for export, rebuild and heal alike
+    (kinds: csv, xlsx), moved into place before the staged JSON (the done marker); none for an empty week."""
     published = []
     with contextlib.ExitStack() as owned:
         staged, containers, rows = [], None, 0
@@ -3381,11 +3306,8 @@ def qid_list(qids) -> str:
 
 
 class QidCatalog:
-    """What was learned per QID from vulnerability details (title, severity, CVE ids, CVSS v3 base
-    score, patch available, published, category), each with when it was learned, in
-    <output_dir>/qid_catalog.json (written whole): a later run or --rebuild_csv needs no call for a
-    QID known. Per-asset fields (firstFound, customerSeverity...) are never kept. A damaged catalog is
-    kept aside and learned again; one that is not a regular file (a FIFO) stops the run, in one line."""
+    """What was learned per QID from vulnerability details (never a per-container field), with when, kept in
+    qid_catalog.json (written whole); a damaged one is kept aside, one that is not a file stops the run."""
 
     def __init__(self, path: str):
         self.path = path
@@ -3474,10 +3396,8 @@ class KnowledgeNeeds:
 
 
 def details_vulns(text: str, wanted=None) -> list:
-    """The vulnerabilities in a details answer (of the QIDs wanted, if given), decoded one at a time,
-    wherever its shape puts them: details.vulns and details.driftVulns (as documented), vulns at the
-    top level, details as a list, or under data. An answer that holds none of these is no details
-    answer: TransientError."""
+    """The vulnerabilities of a details answer (of the QIDs wanted), decoded one at a time, wherever its shape
+    puts them (details.vulns, driftVulns, vulns, a list, under data); no such shape: TransientError."""
     found, walker = [], walk_details(text, skip_space(text, 0), 0)
     try:
         while True:
@@ -3594,11 +3514,9 @@ class Learning:
 
 
 class Learner:
-    """Learns what the QID catalog lacks from containers' vulnerability details, before a week is
-    published: a container is asked only when it holds a QID still to learn (the one holding the most
-    first), never twice in a run, at most as many side by side as --workers (and DETAILS_AT_ONCE). A
-    container gone, failing or refused gives way to another holding the same QID, looked for again
-    in the week's containers when those seen last are spent. The catalog is saved once, at the end."""
+    """Learns what the catalog lacks from containers' details before a week is published: the container holding
+    the most QIDs still to learn first, never one twice in a run, --workers at once; one gone, failing or refused
+    gives way to another holder (looked for again in the week's containers)."""
 
     def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop, at_once: int,
                  asked: set):
@@ -3832,13 +3750,8 @@ def publish_week(job: WeekJob, fragments, temp_folder: str, flattener: RowFlatte
 
 
 class Exporter:
-    """Runs the planned weeks on a pool of worker threads, sharing one client (pacer, tokens).
-
-    Work is a queue of chains of pages, earliest week first. When a chain's page says there is
-    more while the run keeps fewer requests in flight than the gateway's numbers call for, the
-    chain is split: the other parts go on from the same cursor over narrower time ranges, so a
-    burst ends up in many chains and an empty stretch in none. The worker that ends a week's
-    last chain publishes it. The main thread only waits and stops."""
+    """Runs the planned jobs on a pool of worker threads: a queue of chains of pages, earliest week first, split
+    where the throughput says; the worker that ends a week's last chain publishes it."""
 
     def __init__(self, *, settings: Settings, client: GatewayClient, throughput: Throughput, layout: Layout, flattener,
                  progress, stop: Stop, run_started: dt.datetime, learner=None):
@@ -4167,10 +4080,8 @@ class SnapshotResult:
 
 
 def write_changes(files: WeekFiles, learner, temp_folder: str, write: bool = True) -> SnapshotResult:
-    """The one place a snapshot's changes file is written (export, rebuild, heal): from its JSON and the
-    newest earlier one's alone, after the knowledge of their QIDs is learned (learner: a Learner of
-    CHANGES_KNOWLEDGE); none for the first snapshot of a filter. Return what the snapshot found (with
-    write False, from the files and the catalog as they are)."""
+    """The one place a snapshot's changes file is written: from its JSON and the newest earlier one's alone,
+    their QIDs' knowledge learned first; none for the first snapshot. Return what it found (write False: no file)."""
     now, running, _ = running_images(files.json)
     result, previous = SnapshotResult(files.week.first_day, running), previous_snapshot(files)
     for path in ([files.json] + ([previous[1]] if previous else [])) if write else ():
@@ -4582,11 +4493,8 @@ PING_POLICY = RetryPolicy(max_attempts=PING_ATTEMPTS, max_total_retry_wait_secon
 
 
 class Pinger:
-    """Tells a healthchecks-style service that an export started (URL/start) and how it ended
-    (URL/<exit code>, the summary line as its body), each ping from a thread of its own, through the
-    run's session under a deadline from connect to last byte, retried by the run's retry loop, reading
-    only the answer's status; it never changes the run's outcome, and never holds its end longer than
-    PING_BUDGET_SECONDS. The URL holds the check's secret: it is shown as scheme://host/***."""
+    """Tells a healthchecks-style service URL/start and URL/<exit code> (the summary as body), each ping from its
+    own thread through the run's session and retry loop, reading only the status; the URL is shown redacted."""
 
     def __init__(self, url: str, session, clock, secrets):
         self.url, self.session, self.clock, self.redact = url, session, clock, secrets.redact
@@ -4911,8 +4819,8 @@ def parse_columns(text) -> tuple:
 
 
 def within(value, low, high, flag: str, more: str = ""):
-    """value, when from low to high (None: unbounded); else a UsageError naming the flag."""
-    if value is None or not (math.isfinite(value) and (low is None or low <= value) and (high is None or value <= high)):
+    """value, when from low to high (high None: unbounded); else a UsageError naming the flag."""
+    if not (math.isfinite(value) and low <= value and (high is None or value <= high)):
         bounds = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
         raise UsageError(f"{flag} must be {more}{bounds}, not {value!r}")
     return value
@@ -5024,7 +4932,8 @@ def check_what_it_needs(settings: Settings) -> None:
     if requests is None and settings.calls_gateway():
         raise UsageError("the 'requests' package is missing: run the script with .venv/bin/python (python3 -m venv "
                          ".venv && .venv/bin/python -m pip install -r requirements.txt), or install your "
-                         "distribution's python3-requests (apt install python3-requests, or dnf install python3-requests)")
+                         "distribution's python3-requests (apt install python3-requests, or dnf install "
+                         "python3-requests)")
     if settings.xlsx:
         import_xlsxwriter()
     layout = Layout(settings.output_dir)
