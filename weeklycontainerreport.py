@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import math
+import operator
 import os
 import queue
 import random
@@ -185,24 +186,16 @@ DAMAGED_SUFFIX = ".damaged"  # a final JSON that cannot be trusted is kept aside
 FILE_MODE = 0o664
 FOLDER_MODE = 0o775
 CSV_COLUMNS = (
-    # Container identity & status
-    "containerId", "uuid", "name", "state", "ipv4", "ipv6",
-    "created", "updated", "stateChanged", "riskScore", "qdsSeverity", "maxQdsScore",
-    "imageId", "imageSha", "imageUuid", "customerUuid", "privileged", "isRoot",
-    "isVulnPropagated", "source", "sensorUuid",
-    # Host / cluster info
-    "host.sensorUuid", "host.hostname", "host.ipAddress",
-    "cluster.name", "cluster.uid", "cluster.version",
-    "cluster.k8s.pod.name", "cluster.k8s.pod.namespace", "cluster.k8s.pod.uuid",
-    "cluster.k8s.pod.controller[0].name", "cluster.k8s.pod.controller[0].type",
-    "hostArchitecture",
-    # Runtime context
-    "environment", "command", "arguments",
-    # Vulnerability fields (one row per QID)
-    "vuln_qid", "vuln_firstFound", "vuln_lastFound", "vuln_typeDetected", "vuln_scanTypes",
-    # From vulnerability.software[] (joined if multiple)
+    "containerId", "uuid", "name", "state", "ipv4", "ipv6", "created", "updated", "stateChanged", "riskScore",
+    "qdsSeverity", "maxQdsScore", "imageId", "imageSha", "imageUuid", "customerUuid", "privileged", "isRoot",
+    "isVulnPropagated", "source", "sensorUuid",  # the container: its identity and status
+    "host.sensorUuid", "host.hostname", "host.ipAddress", "cluster.name", "cluster.uid", "cluster.version",
+    "cluster.k8s.pod.name", "cluster.k8s.pod.namespace", "cluster.k8s.pod.uuid", "cluster.k8s.pod.controller[0].name",
+    "cluster.k8s.pod.controller[0].type", "hostArchitecture",  # its host and cluster
+    "environment", "command", "arguments",  # what it runs
+    "vuln_qid", "vuln_firstFound", "vuln_lastFound", "vuln_typeDetected", "vuln_scanTypes",  # one row per QID
     "vuln_software_names", "vuln_software_versions", "vuln_software_fixVersions",
-    "vuln_software_packagePaths",
+    "vuln_software_packagePaths",  # from the vulnerability's software[], joined when several
 )
 # Columns read from each vulnerability rather than from the container: column -> field.
 VULN_FIELDS = {
@@ -282,10 +275,6 @@ class TransientError(ReportError):
     """A failure worth retrying: 5xx, network trouble, a body that is not JSON."""
 
     unreachable = ""  # set when the cause will not heal (name, refusal, certificate)
-
-
-class PageTooLarge(TransientError):
-    """An answer grew past MAX_PAGE_BYTES and was abandoned."""
 
 
 class NotAPage(TransientError):
@@ -644,11 +633,6 @@ def iso_time(text):
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
-def iso_stamp(moment: dt.datetime) -> str:
-    """A time as ISO-8601 UTC to the second, as the catalog keeps it: 2026-12-01T16:00:00Z."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def shown_time(moment: dt.datetime) -> str:
     """A time as a message shows it: 2026-12-01 16:00 UTC."""
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -702,10 +686,8 @@ def read_regular(path: str, limit: int) -> bytes:
 
 def remove_quietly(path: str) -> None:
     """Delete a file if it is there."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def fsync_folder(folder: str) -> None:
@@ -765,10 +747,8 @@ class StagedFile:
 
     def discard(self) -> None:
         """Remove the temp file, even when closing it fails (a full disk)."""
-        try:
+        with contextlib.suppress(OSError):
             self.stream.close()
-        except OSError:
-            pass
         remove_quietly(self.temp_path)
 
 
@@ -800,17 +780,13 @@ def clean_temp(folders) -> int:
     for folder in folders:
         for name in os.listdir(folder) if os.path.isdir(folder) else ():
             if TEMP_NAME.match(name):
-                remove_staged(os.path.join(folder, name))
+                path = os.path.join(folder, name)
+                if os.path.isdir(path) and not os.path.islink(path):  # a workbook library's temp folder
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    remove_quietly(path)
                 removed += 1
     return removed
-
-
-def remove_staged(path: str) -> None:
-    """Remove a staged file, or a staging folder of ours (a workbook library's temp files) whole."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        remove_quietly(path)
 
 
 def set_aside(path: str) -> str:
@@ -839,11 +815,7 @@ class Week:
     start_ms = property(lambda self: int(self.start.timestamp()) * 1000)
     end_ms = property(lambda self: int(self.end.timestamp()) * 1000)
     days = property(lambda self: f"{self.first_day.isoformat()}..{self.end_day.isoformat()}")
-
-    @property
-    def label(self) -> str:
-        """How the log names it: Week 2025-09-01..2025-09-08, or Snapshot 2026-12-06."""
-        return self.name or f"Week {self.days}"
+    label = property(lambda self: self.name or f"Week {self.days}")  # Week 2025-09-01..2025-09-08, Snapshot 2026-12-06
 
 
 def midnight(day: dt.date, local_time: bool) -> dt.datetime:
@@ -892,11 +864,6 @@ def range_query(start_ms: int, end_ms: int, optional_filter: str) -> str:
     return f"{window} and ({optional_filter})" if optional_filter else window
 
 
-def week_query(week: Week, optional_filter: str) -> str:
-    """Return the QQL for a whole week."""
-    return range_query(week.start_ms, week.end_ms, optional_filter)
-
-
 def check_filter(optional_filter: str) -> None:
     """Refuse a filter whose parentheses, quotes or back-ticks do not balance: it could escape its week."""
     depth, quote_char, escaped = 0, "", False
@@ -924,33 +891,18 @@ def check_filter(optional_filter: str) -> None:
 
 def filter_fingerprint(optional_filter: str) -> str:
     """Return the 16-hex-digit (64-bit) fingerprint that names a filtered export ('' for none)."""
-    if not optional_filter:
-        return ""
-    return hashlib.sha256(optional_filter.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(optional_filter.encode("utf-8")).hexdigest()[:16] if optional_filter else ""
 
 
 def report_name(week: Week, fingerprint: str, partial: bool, extension: str) -> str:
     """Name a week's file, e.g. 2025-09-27_2025-10-04.f3a9c1e25b7d0a64.partial.json."""
-    parts = [f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"]
-    if fingerprint:
-        parts.append(fingerprint)
-    if partial:
-        parts.append("partial")
-    parts.append(extension)
-    return ".".join(parts)
-
-
-class ReportName(typing.NamedTuple):
-    """What a report's file name says: its week, filter fingerprint, open state and extension."""
-
-    week: Week
-    fingerprint: str
-    partial: bool
-    extension: str
+    return ".".join([f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"] + [fingerprint] * bool(fingerprint)
+                    + ["partial"] * partial + [extension])
 
 
 def parse_report_name(name: str, local_time: bool = False):
-    """Read a report name back as a ReportName, or None when it is not one of ours."""
+    """Read a report name back as (its week, filter fingerprint, open state, extension), or None when it is not
+    one of ours."""
     match = REPORT_NAME.match(name)
     if not match:
         return None
@@ -960,12 +912,7 @@ def parse_report_name(name: str, local_time: bool = False):
         week = make_week(first_day, end_day, local_time)
     except (ValueError, OverflowError, OSError):
         return None
-    return ReportName(week, match["fingerprint"] or "", bool(match["partial"]), match["extension"])
-
-
-def snapshot_name(day: dt.date, fingerprint: str, extension: str) -> str:
-    """Name a snapshot's file, e.g. 2026-12-06.json, 2026-12-06.f3a9c1e25b7d0a64.changes.csv."""
-    return ".".join([day.isoformat()] + ([fingerprint] if fingerprint else []) + [extension])
+    return week, match["fingerprint"] or "", bool(match["partial"]), match["extension"]
 
 
 def parse_snapshot_name(name: str):
@@ -990,11 +937,8 @@ class Layout:
     temp = property(lambda self: os.path.join(self.root, TEMP_DIR))
     logs = property(lambda self: os.path.join(self.root, LOGS_DIR))
     snapshots = property(lambda self: os.path.join(self.root, SNAPSHOTS_DIR))
-
-    @property
-    def staging(self) -> tuple:
-        """The folders a staged file may be in: temp_reports/, or beside its final place."""
-        return self.temp, self.reports, self.csvs, self.workbooks, self.snapshots
+    # the folders a staged file may be in: temp_reports/, or beside its final place
+    staging = property(lambda self: (self.temp, self.reports, self.csvs, self.workbooks, self.snapshots))
 
     def create(self) -> None:
         folders = [self.reports, self.csvs, self.temp, self.logs] + ([self.workbooks] if self.xlsx else []) + (
@@ -1014,9 +958,8 @@ class WeekFiles:
 
     @classmethod
     def of(cls, layout: Layout, week: Week, fingerprint: str, partial: bool) -> "WeekFiles":
-        def path(folder: str, extension: str) -> str:
-            return os.path.join(folder, report_name(week, fingerprint, partial, extension))
-        return cls(week, path(layout.reports, "json"), path(layout.csvs, "csv"), path(layout.workbooks, "xlsx"))
+        return cls(week, *(os.path.join(folder, report_name(week, fingerprint, partial, extension)) for folder,
+                           extension in ((layout.reports, "json"), (layout.csvs, "csv"), (layout.workbooks, "xlsx"))))
 
     def __iter__(self):
         return iter((self.json, self.csv, self.xlsx))
@@ -1042,8 +985,9 @@ def plan_job(week: Week, settings, run_started: dt.datetime, layout: Layout) -> 
     partial = is_open(week, run_started)
     open_files = WeekFiles.of(layout, week, fingerprint, partial=True)
     files = open_files if partial else WeekFiles.of(layout, week, fingerprint, partial=False)
-    return WeekJob(week=week, query=week_query(week, settings.optional_filter), partial=partial, files=files,
-                   stale=() if partial else tuple(open_files), open_files=open_files, filter=settings.optional_filter)
+    return WeekJob(week=week, query=range_query(week.start_ms, week.end_ms, settings.optional_filter), partial=partial,
+                   files=files, stale=() if partial else tuple(open_files), open_files=open_files,
+                   filter=settings.optional_filter)
 
 
 def plan_jobs(weeks, settings, run_started: dt.datetime, layout: Layout):
@@ -1066,15 +1010,9 @@ class Progress:
     """Counts pages, containers and weeks, and keeps a live status line on a terminal."""
 
     def __init__(self, stream, live: bool):
-        self.stream = stream
-        self.live = live
-        self.weeks_total = 0
-        self.weeks_done = 0
-        self.containers = 0
-        self.pages = 0
-        self._waits = {}
-        self._lock = threading.RLock()
-        self._shown = False
+        self.stream, self.live = stream, live
+        self.weeks_total = self.weeks_done = self.containers = self.pages = 0
+        self._waits, self._lock, self._shown = {}, threading.RLock(), False
 
     def page(self, containers: int) -> None:
         with self._lock:
@@ -1134,12 +1072,7 @@ def secret_forms(secret: str) -> set:
     return {form for form in forms if form}
 
 
-SECRET_LOOKING = re.compile(r"(?![a-z]+(?:[-_.][a-z]+)*\Z).{8,}\Z")  # not a word, nor a slug-like-this
-
-
-def secret_pieces(path: str) -> list:
-    """The pieces of a URL path that look like a secret (a key, a UUID), not like words."""
-    return [piece for piece in path.split("/") if SECRET_LOOKING.match(piece)]
+SECRET_LOOKING = re.compile(r"(?![a-z]+(?:[-_.][a-z]+)*\Z).{8,}\Z")  # a URL path's piece: not a word, nor a-slug
 
 
 class SecretFilter(logging.Filter):
@@ -1148,9 +1081,7 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, secrets=()):
         super().__init__()
-        self._lock = threading.Lock()
-        self._secrets = set()
-        self._pattern = None
+        self._lock, self._secrets, self._pattern = threading.Lock(), set(), None
         for secret in secrets:
             self.remember(secret)
 
@@ -1213,8 +1144,7 @@ class LogFileHandler(logging.StreamHandler):
 
     def __init__(self, stream, on_failure):
         super().__init__(stream)
-        self.on_failure = on_failure
-        self.broken = False
+        self.on_failure, self.broken = on_failure, False
 
     def emit(self, record) -> None:
         if not self.broken:
@@ -1228,12 +1158,9 @@ class LogFileHandler(logging.StreamHandler):
                             "logging to the screen only from now on")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.stream.close()
-        except OSError:
-            pass
-        finally:
-            super().close()
+        super().close()
 
 
 class ProgressHandler(logging.Handler):
@@ -1267,13 +1194,11 @@ def open_log(logs_folder: str, stamp: str):
         path = os.path.join(logs_folder, name)
         try:
             return open_new(path, "w", encoding="utf-8", errors="backslashreplace"), path
-        except FileExistsError:
-            if os.path.islink(path):
-                raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
+            if exc.errno == errno.ELOOP or isinstance(exc, FileExistsError) and os.path.islink(path):
                 raise UsageError(f"refusing to write the run log through a symlink: {path}") from None
-            raise
+            if not isinstance(exc, FileExistsError):
+                raise
     raise UsageError(f"too many run logs for {stamp} in {logs_folder}")
 
 
@@ -1380,13 +1305,9 @@ class Deadline:
     its socket down from outside (a read's own timeout waits only for the next byte)."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.expired = False
-        self.attached = False
+        self.seconds, self.expired, self.attached = seconds, False, False
         self.unknown = ""  # the kind of a connection whose socket could not be found
-        self._lock = threading.Lock()
-        self._socket = None
-        self._timer = None
+        self._lock, self._socket, self._timer = threading.Lock(), None, None
 
     def attach(self, connection_socket) -> None:
         """Start the clock on the socket of the connection in use (called by the connection)."""
@@ -1416,11 +1337,9 @@ class Deadline:
 
     def _shut(self) -> None:
         sock = self._socket
-        if sock is not None:
-            try:  # socket.socket's own shutdown: it works on a TLS socket another thread is reading
+        if sock is not None:  # socket.socket's own shutdown: it works on a TLS socket another thread is reading
+            with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def attach_deadline(connection_socket) -> None:
@@ -1434,10 +1353,7 @@ class RequestWatch:
     """The deadlines of the requests in flight, so that a stopping run can cut them all off."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._live = set()
-        self._stopped = False
-        self._said_unattached = False
+        self._lock, self._live, self._stopped, self._said_unattached = threading.Lock(), set(), False, False
 
     @contextlib.contextmanager
     def deadline(self, seconds: float):
@@ -1581,7 +1497,7 @@ def read_body(response, cap_bytes: int, grow=None) -> bytearray:
             break
         for piece in ([data] if inflater is None else inflate(inflater, data)):
             if len(body) + len(piece) > cap_bytes:
-                raise PageTooLarge(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
+                raise TransientError(f"the answer grew past {cap_bytes / 2 ** 20:g} MiB; abandoned")
             if grow is not None:
                 grow(len(piece))
             body += piece
@@ -1747,18 +1663,10 @@ class TokenBroker:
     def __init__(self, *, sources, login, clock, remember_secret):
         self._sources = [(label, token) for label, token in sources if token]
         self._login = login  # None without credentials
-        self._clock = clock
-        self._remember_secret = remember_secret
-        self._lock = threading.Lock()
-        self._token = None
-        self._current_label = ""
-        self._from_login = False
-        self._login_time = 0.0
-        self._proven = False
-        self._refused_logins = 0
-        self._failures = []
-        self._unusable = []  # sources whose token could not even be sent
-        self._error = None
+        self._clock, self._remember_secret, self._lock = clock, remember_secret, threading.Lock()
+        self._token, self._current_label, self._from_login, self._proven = None, "", False, False
+        self._login_time, self._refused_logins, self._error = 0.0, 0, None
+        self._failures, self._unusable = [], []  # the tokens refused, and the sources whose token could not be sent
 
     def current(self) -> str:
         """Return the token to use now, logging in if needed; raise AuthError if none is left."""
@@ -1786,8 +1694,8 @@ class TokenBroker:
                 raise self._error
             if token != self._token:
                 return
-            log.warning("The gateway rejected the token from %s: %s", self._source_label(), reason)
-            self._failures = (self._failures + [f"{self._source_label()}: {reason}"])[-4:]
+            log.warning("The gateway rejected the token from %s: %s", self._source_label, reason)
+            self._failures = (self._failures + [f"{self._source_label}: {reason}"])[-4:]
             if not self._from_login:
                 self._advance()
                 return
@@ -1799,8 +1707,7 @@ class TokenBroker:
                     raise self._error
             self._log_in()  # a login token that worked has expired, or one expired before its first use
 
-    def _source_label(self) -> str:
-        return "the login" if self._from_login else self._current_label
+    _source_label = property(lambda self: "the login" if self._from_login else self._current_label)
 
     def _advance(self) -> None:
         while self._sources:
@@ -1844,12 +1751,11 @@ class TokenBroker:
 
 def header_number(headers, name: str):
     """Read a numeric header as a finite float, or None when absent, unreadable, NaN or infinite."""
-    value = headers.get(name)
     try:
-        number = float(value) if value is not None else None
-    except (TypeError, ValueError):
+        number = float(headers.get(name))
+    except (TypeError, ValueError):  # absent (None), or no number
         return None
-    return number if number is not None and math.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 class Pacer:
@@ -1928,21 +1834,12 @@ class Pacer:
 
     def calls_per_second(self):
         """The rate this pacer keeps to, from the gateway's headers; None while no header told it."""
-        interval = self._interval
-        return 1.0 / interval if interval > 0 else None
+        return 1.0 / self._interval if self._interval > 0 else None
 
 
-class Average:
-    """A moving average of the latest measurements (an exponential one), None before the first."""
-
-    WEIGHT = 0.3  # of the newest measurement
-
-    def __init__(self):
-        self.value = None
-
-    def add(self, measurement: float) -> None:
-        previous = self.value
-        self.value = measurement if previous is None else previous + self.WEIGHT * (measurement - previous)
+def moving_average(average, measurement: float, weight: float = 0.3) -> float:
+    """An exponential moving average with a new measurement, weighing weight (the first: the measurement)."""
+    return measurement if average is None else average + weight * (measurement - average)
 
 
 def pages_in_flight(rate, answer_seconds, processing_seconds, ceiling: int) -> int:
@@ -1996,12 +1893,12 @@ class Throughput:
     def __init__(self, clock, ceiling: int, cap_seconds: float, stop=None):
         self.clock, self.ceiling, self.stop = clock, ceiling, stop or Stop()
         self.pacer = Pacer(clock, cap_seconds)
-        self.answer_seconds, self.processing_seconds = Average(), Average()
+        self.answer_seconds = self.processing_seconds = None  # moving averages, None before the first page
         self._turn, self._busy = self.stop.wakes(threading.Condition()), False
 
     def answered(self, seconds: float) -> None:
         """An answer came, seconds after its request was sent."""
-        self.answer_seconds.add(seconds)
+        self.answer_seconds = moving_average(self.answer_seconds, seconds)
 
     @contextlib.contextmanager
     def processing(self):
@@ -2015,7 +1912,7 @@ class Throughput:
         try:
             started = self.clock.thread_cpu()
             yield
-            self.processing_seconds.add(self.clock.thread_cpu() - started)
+            self.processing_seconds = moving_average(self.processing_seconds, self.clock.thread_cpu() - started)
         finally:
             if one:
                 with self._turn:
@@ -2024,8 +1921,8 @@ class Throughput:
 
     def wanted(self) -> int:
         """The pages to keep in flight now, by the gateway's numbers and this run's."""
-        return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds.value,
-                               self.processing_seconds.value, self.ceiling)
+        return pages_in_flight(self.pacer.calls_per_second(), self.answer_seconds, self.processing_seconds,
+                               self.ceiling)
 
     def split(self, low_ms: int, high_ms: int, created, shown: int, others: int, most: int) -> list:
         """The ranges a chain goes on as side by side (its own first), or []: split while the pages wanted in flight
@@ -2112,17 +2009,9 @@ def rate_limit_wait(headers, now: dt.datetime):
     to_wait = header_number(headers, "X-RateLimit-ToWait-Sec")
     if to_wait is not None and to_wait >= 0:
         return to_wait, "X-RateLimit-ToWait-Sec"
-    retry_after = (headers.get("Retry-After") or "").strip()
-    if retry_after:
-        seconds = header_number(headers, "Retry-After")
-        if seconds is None:
-            try:
-                when = email.utils.parsedate_to_datetime(retry_after)
-                seconds = (when - now).total_seconds() if when.tzinfo else None
-            except (TypeError, ValueError, IndexError, OverflowError):
-                seconds = None
-        if seconds is not None:
-            return max(seconds, 0.0), "Retry-After"
+    seconds, when = header_number(headers, "Retry-After"), http_date(headers.get("Retry-After"))
+    if seconds is not None or when is not None:  # seconds, or an HTTP date
+        return max(seconds if seconds is not None else (when - now).total_seconds(), 0.0), "Retry-After"
     window = header_number(headers, "X-RateLimit-Window-Sec")
     if window is not None and window > 0:
         return window, "X-RateLimit-Window-Sec"
@@ -2155,10 +2044,8 @@ class GatewayClock:
     """The gateway's clock, as the Date headers of its answers tell it, beside this machine's."""
 
     def __init__(self, clock):
-        self._clock = clock
-        self._lock = threading.Lock()
+        self._clock, self._lock, self._said = clock, threading.Lock(), False
         self._offset = None  # the gateway's time minus this machine's, from the latest dated answer
-        self._said = False
 
     def saw(self, date_header) -> None:
         """Learn from one answer's Date header; say once when the two clocks disagree."""
@@ -2195,17 +2082,10 @@ class GatewayClient:
     """The only code that does HTTP: pages of the list API, with pacing, retries, deadlines and tokens."""
 
     def __init__(self, *, settings: Settings, session, clock, progress, secrets, stop, throughput=None, rng=None):
-        self.route = Route.to(settings.gateway + API_PATH)
-        self.list_url = settings.gateway + API_PATH
-        self.details_url = settings.gateway + DETAILS_PATH
-        self.auth_url = settings.gateway + AUTH_PATH
-        self.session = session
-        self.clock = clock
-        self.policy = settings.policy
-        self.rng = rng or random.Random()
-        self.progress = progress
-        self.redact = secrets.redact
-        self.stop = stop
+        self.list_url, self.details_url = settings.gateway + API_PATH, settings.gateway + DETAILS_PATH
+        self.auth_url, self.route = settings.gateway + AUTH_PATH, Route.to(settings.gateway + API_PATH)
+        self.session, self.clock, self.policy, self.rng = session, clock, settings.policy, rng or random.Random()
+        self.progress, self.redact, self.stop = progress, secrets.redact, stop
         self.throughput = throughput or Throughput(clock, settings.workers, self.policy.max_rate_limit_wait_seconds,
                                                    stop)
         self.pacer = self.throughput.pacer
@@ -2263,10 +2143,7 @@ class GatewayClient:
                 self.stop(exc)
             raise
 
-    @property
-    def answered(self) -> bool:
-        """Whether the gateway has answered anything in this run."""
-        return not self._reached.doubt
+    answered = property(lambda self: not self._reached.doubt)  # whether the gateway answered anything in this run
 
     def _after_rate_limit(self, exc: RateLimited, what: str, waited: float, pacer) -> float:
         wait = min(max(exc.wait_seconds, MIN_RATE_LIMIT_WAIT_SECONDS), self.policy.max_rate_limit_wait_seconds)
@@ -2516,10 +2393,8 @@ def walk_data(text: str, position: int):
 
 def compact_json(value) -> str:
     """Render a decoded value as compact JSON with sorted keys; deep values without recursion."""
-    try:
+    with contextlib.suppress(RecursionError):
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    except RecursionError:
-        pass
     parts, pending = [], [value]
     while pending:
         item = pending.pop()
@@ -2638,8 +2513,7 @@ class Fragment:
     def __init__(self, job: WeekJob, temp_folder: str, *, tag: str, whole_week: bool, start_ms: int, end_ms: int,
                  needs=None):
         self.whole_week = whole_week  # the week's first chain: if it stays alone, its file is the week's
-        self.needs = needs  # a KnowledgeNeeds when QID knowledge columns are asked for
-        self.start_ms, self.end_ms = start_ms, end_ms
+        self.needs, self.start_ms, self.end_ms = needs, start_ms, end_ms  # needs: a KnowledgeNeeds, or None
         self.keys, self.outside_keys = set(), set()
         self.entries, self.in_order = [], True
         self.totals = PageStats()
@@ -2647,9 +2521,7 @@ class Fragment:
         if whole_week:
             self.json.stream.write(b"[\n")
 
-    @property
-    def containers(self) -> int:
-        return self.totals.written
+    containers = property(lambda self: self.totals.written)
 
     def add_page(self, text) -> PageStats:
         """Write a page's containers that this fragment does not have yet; all of them, or none."""
@@ -2693,15 +2565,12 @@ class Fragment:
                 self.needs.note(container)
             position = out.tell()
             crc = write_raw(out, text, start, end, one_line)
-            self._note(Entry(order_key(container, key, crc), position, out.tell() - position, key))
+            entry = Entry(order_key(container, key, crc), position, out.tell() - position, key)
+            self.in_order = self.in_order and not (self.entries and entry.key < self.entries[-1].key)
+            self.entries.append(entry)
             stats.written += 1
         stats.new_uuids = len(new_keys) + len(new_outside)
         return stats, new_keys, new_outside
-
-    def _note(self, entry: Entry) -> None:
-        if self.entries and entry.key < self.entries[-1].key:
-            self.in_order = False
-        self.entries.append(entry)
 
     def _within(self, container, stats: PageStats) -> bool:
         """Whether a container belongs here: created in the range, or its created unreadable; note its
@@ -2977,17 +2846,10 @@ def software_field(field: str):
         if None in values:  # fixVersion and packagePath are often null: blank them here, not one by one
             values = ["" if value is None else value for value in values]
         if "null" not in values:
-            try:  # the hot path: every value is a string
+            with contextlib.suppress(TypeError):  # the hot path: every value is a string
                 return LIST_SEPARATOR.join(values)
-            except TypeError:
-                pass
         return LIST_SEPARATOR.join(format_value(value) for value in values)
     return getter
-
-
-def vuln_field(field: str):
-    """Return a getter for one field of a vulnerability."""
-    return lambda vuln: vuln.get(field)
 
 
 class RowFlattener:
@@ -3009,7 +2871,7 @@ class RowFlattener:
             else:
                 formatter = format_time if column in TIME_COLUMNS else format_cell
             if column in VULN_FIELDS:
-                self._vuln_cells.append((position, vuln_field(VULN_FIELDS[column]), formatter))
+                self._vuln_cells.append((position, operator.methodcaller("get", VULN_FIELDS[column]), formatter))
             elif column in VULN_SOFTWARE_FIELDS:
                 self._vuln_cells.append((position, software_field(VULN_SOFTWARE_FIELDS[column]), formatter))
             elif column in self.getters:
@@ -3096,11 +2958,6 @@ def column_width(column: str) -> int:
     if column.endswith(("uuid", "Uuid", "Sha", "sha")) or column.startswith("vuln_software"):
         return 40
     return min(max(len(column) + 2, 12), 40)
-
-
-def sheet_name(week: Week) -> str:
-    """A workbook's first sheet name: the week, as in its file names."""
-    return f"{week.first_day.isoformat()}_{week.end_day.isoformat()}"
 
 
 def write_workbook(json_path, stream, columns, sheet_name, temp_folder, max_rows=XLSX_MAX_ROWS, getters=None) -> int:
@@ -3194,8 +3051,8 @@ def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlat
             containers = int(json_has_containers(json_path))
         if "xlsx" in kinds and containers and workbook_columns is not None:
             staged.append(owned.enter_context(StagedFile(temp_folder, files.xlsx)))
-            write_workbook(json_path, staged[-1].stream, workbook_columns, sheet_name(files.week), temp_folder,
-                           getters=flattener.getters)
+            write_workbook(json_path, staged[-1].stream, workbook_columns, files.week.days.replace("..", "_"),
+                           temp_folder, getters=flattener.getters)
         if not containers:
             staged = []
             remove_quietly(files.csv)  # an old CSV or workbook of this name no longer matches
@@ -3211,12 +3068,6 @@ def write_derived(files: WeekFiles, json_path: str, kinds, *, flattener: RowFlat
             raise WeekFailed(f"cannot write its files: {exc}; {', '.join(published)} had already been written, "
                              "but not the JSON that marks the week done, so the next run fetches it again") from None
     return containers, rows
-
-
-def rebuild_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns):
-    """Write a stored week's CSV (and workbook) afresh from its JSON; return (containers, rows)."""
-    return write_derived(files, files.json, ("csv", "xlsx"), flattener=flattener, workbook_columns=workbook_columns,
-                         temp_folder=temp_folder)
 
 
 def heal_files(files: WeekFiles, temp_folder: str, flattener: RowFlattener, workbook_columns, learn=None) -> list:
@@ -3258,14 +3109,9 @@ def normalized_knowledge(field: str, value):
         if not low <= number <= high or field == "severity" and not number.is_integer():
             return None
         return int(number) if field == "severity" else number
-    if field == "published":
-        return published_ms(value)
-    return format_text(value)
-
-
-def published_ms(value):
-    """A published time as epoch ms: from a number, a string of digits, or an ISO-8601 date."""
-    if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):
+    if field != "published":
+        return format_text(value)
+    if type(value) is int or (type(value) is str and EPOCH_MS_TEXT.match(value.strip())):  # epoch ms, or ISO-8601
         return int(value)
     when = iso_time(value)
     return int(when.timestamp() * 1000) if when is not None else None
@@ -3310,11 +3156,9 @@ class QidCatalog:
     qid_catalog.json (written whole); a damaged one is kept aside, one that is not a file stops the run."""
 
     def __init__(self, path: str):
-        self.path = path
-        self._lock = threading.Lock()
+        self.path, self._lock, self.changed = path, threading.Lock(), False
         self._entries = self._read()
         self._learned = {qid: iso_time(entry.get("learned")) for qid, entry in self._entries.items()}
-        self.changed = False
 
     def _read(self) -> dict:
         try:
@@ -3347,7 +3191,7 @@ class QidCatalog:
         entry = {field: carried_knowledge(vuln, field) for field in KNOWLEDGE_COLUMNS.values()}
         if all(value is None for value in entry.values()):
             return False
-        entry["learned"] = iso_stamp(now)
+        entry["learned"] = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
             self._entries[qid] = entry
             self._learned[qid] = iso_time(entry["learned"])
@@ -3518,17 +3362,11 @@ class Learner:
     the most QIDs still to learn first, never one twice in a run, --workers at once; one gone, failing or refused
     gives way to another holder (looked for again in the week's containers)."""
 
-    def __init__(self, *, client, catalog: QidCatalog, fields, temp_folder: str, clock, stop: Stop, at_once: int,
-                 asked: set):
+    def __init__(self, *, client, catalog: QidCatalog, fields, clock, stop: Stop, at_once: int, asked: set):
         self.client, self.catalog, self.fields = client, catalog, tuple(fields)
-        self.temp_folder, self.clock, self.stop, self.at_once = temp_folder, clock, stop, at_once
+        self.clock, self.stop, self.at_once = clock, stop, at_once
         self._lock = threading.Lock()
         self._asked = asked  # containers asked in this run
-
-    def save(self) -> None:
-        """Write the catalog whole, once, at the run's end (or its stop), if it learned anything."""
-        if self.catalog.changed:
-            self.catalog.save(self.temp_folder)
 
     def needs(self, now) -> KnowledgeNeeds:
         """An empty list of QIDs to learn; now None: only unknown ones (stale ones are used as they are)."""
@@ -3614,16 +3452,24 @@ def log_unlearned(label: str, needs: KnowledgeNeeds, absent: set) -> None:
                     "their knowledge columns stay blank", label, plural(len(absent), "QID"), qid_list(absent))
 
 
-def make_learners(settings: Settings, client, layout: Layout, clock, stop: Stop, snapshots: bool) -> tuple:
-    """The Learners of QID knowledge, sharing the output folder's catalog and the containers asked: one for
-    the knowledge columns (None when none is asked for), one for snapshots' changes (None without)."""
+@contextlib.contextmanager
+def learners(settings: Settings, client, layout: Layout, clock, stop: Stop, snapshots: bool):
+    """The run's Learners of QID knowledge, sharing the output folder's catalog and the containers asked: one
+    for the knowledge columns (None when none is asked for), one for snapshots' changes (None without); and
+    the CSV's flattener, reading that catalog. The catalog is saved once, when the block ends."""
     if not (settings.knowledge or snapshots):
-        return None, None
-    learner = functools.partial(Learner, client=client, catalog=QidCatalog(os.path.join(layout.root, CATALOG_NAME)),
-                                temp_folder=layout.temp, clock=clock, stop=stop, asked=set(),
+        yield None, None, make_flattener(settings.csv_columns)
+        return
+    catalog = QidCatalog(os.path.join(layout.root, CATALOG_NAME))
+    learner = functools.partial(Learner, client=client, catalog=catalog, clock=clock, stop=stop, asked=set(),
                                 at_once=min(settings.workers, DETAILS_AT_ONCE))
-    return (learner(fields=settings.knowledge) if settings.knowledge else None,
-            learner(fields=CHANGES_KNOWLEDGE) if snapshots else None)
+    columns = learner(fields=settings.knowledge) if settings.knowledge else None
+    try:
+        yield columns, learner(fields=CHANGES_KNOWLEDGE) if snapshots else None, make_flattener(
+            settings.csv_columns, knowledge_getters(catalog))
+    finally:
+        if catalog.changed:
+            catalog.save(layout.temp)
 
 
 # --- Workers -------------------------------------------------------------------------
@@ -3653,14 +3499,9 @@ class WeekRun:
     """A week in flight: the fragments its chains wrote, the chains still paging, and its outcome."""
 
     def __init__(self, job: WeekJob, order: int):
-        self.job = job
-        self.order = order
-        self.lock = threading.Lock()
-        self.fragments = []
-        self.chains = 1  # chains started so far
-        self.pending = 1  # chains not ended yet
+        self.job, self.order, self.lock, self.fragments, self.pages = job, order, threading.Lock(), [], 0
+        self.chains = self.pending = 1  # chains started so far, chains not ended yet
         self.ending, self.reason = Ending.DONE, ""  # set by the first chain that does not end well
-        self.pages = 0
 
     def add_chains(self, count: int) -> int:
         """Count count more chains; return the number of the first."""
@@ -3708,19 +3549,14 @@ def chain_ending(week: Week, exc: BaseException) -> tuple:
 
 
 def log_week_done(week: WeekRun, result: WeekResult) -> None:
-    fragments = week.fragments
-    label = week.job.week.label
-    duplicates = sum(fragment.totals.duplicates for fragment in fragments)
-    if duplicates:
-        log.info("%s: skipped %s the gateway served twice", label, plural(duplicates, "container"))
-    dropped = sum(fragment.totals.dropped for fragment in fragments)
-    if dropped:
-        log.warning("%s: dropped %s of data that are not containers (not JSON objects)", label,
-                    plural(dropped, "item"))
-    outside = sum(fragment.totals.outside for fragment in fragments)
-    if outside:
-        log.warning("%s: left out %s created outside the range asked for (the gateway's answer was "
-                    "wider); each belongs to its own week", label, plural(outside, "container"))
+    for field, level, noun, said in (
+            ("duplicates", logging.INFO, "container", "skipped %s the gateway served twice"),
+            ("dropped", logging.WARNING, "item", "dropped %s of data that are not containers (not JSON objects)"),
+            ("outside", logging.WARNING, "container", "left out %s created outside the range asked for (the "
+                                                      "gateway's answer was wider); each belongs to its own week")):
+        count = sum(getattr(fragment.totals, field) for fragment in week.fragments)
+        if count:
+            log.log(level, "%s: " + said, week.job.week.label, plural(count, noun))
     log.info("%s: %s, %s, %s%s -> %s%s", week.job.week.label, plural(result.containers, "container"),
              plural(result.rows, "CSV row"), plural(result.pages, "page"),
              f" in {len(week.fragments)} chains" if len(week.fragments) > 1 else "",
@@ -3753,21 +3589,14 @@ class Exporter:
     """Runs the planned jobs on a pool of worker threads: a queue of chains of pages, earliest week first, split
     where the throughput says; the worker that ends a week's last chain publishes it."""
 
-    def __init__(self, *, settings: Settings, client: GatewayClient, throughput: Throughput, layout: Layout, flattener,
-                 progress, stop: Stop, run_started: dt.datetime, learner=None):
-        self.settings = settings
+    def __init__(self, *, settings: Settings, client: GatewayClient, layout: Layout, flattener, progress, stop: Stop,
+                 run_started: dt.datetime, learner=None):
+        self.settings, self.run_started, self.client, self.throughput = settings, run_started, client, client.throughput
         self.learner = learner  # a Learner when QID knowledge columns are asked for
-        self.run_started = run_started
-        self.client, self.throughput = client, throughput
-        self.layout = layout
-        self.flattener = flattener
-        self.progress = progress
-        self.stop = stop
+        self.layout, self.flattener, self.progress, self.stop = layout, flattener, progress, stop
         self.workbook_columns = settings.csv_columns if settings.xlsx else None
-        self.chains = queue.PriorityQueue()
-        self.results = {}  # week order -> WeekResult
+        self.chains, self.results, self._lock = queue.PriorityQueue(), {}, threading.Lock()  # order -> WeekResult
         self._sequence, self._alive, self._threads = 0, 0, 0  # chains queued or paging, workers started
-        self._lock = threading.Lock()
         self._working = self._publishing = 0  # workers not ended yet, weeks being published right now
         self._changed = stop.wakes(threading.Condition())
 
@@ -3990,10 +3819,10 @@ class Exporter:
 
 
 def snapshot_files(layout: Layout, day: dt.date, fingerprint: str, end: dt.datetime = EPOCH) -> WeekFiles:
-    """A day's snapshot as a week's files: its JSON, CSV and workbook in snapshots/ (end: its range's)."""
+    """A day's snapshot as a week's files: snapshots/<day>[.<fingerprint>].json, .csv and .xlsx (end: its range's)."""
     week = Week(day, day, EPOCH, end, name=f"Snapshot {day.isoformat()}")
-    return WeekFiles(week, *(os.path.join(layout.snapshots, snapshot_name(day, fingerprint, extension))
-                             for extension in ("json", "csv", "xlsx")))
+    return WeekFiles(week, *(os.path.join(layout.snapshots, ".".join([day.isoformat()] + [fingerprint] * bool(
+        fingerprint) + [extension])) for extension in ("json", "csv", "xlsx")))
 
 
 def plan_snapshot(settings: Settings, now: dt.datetime, layout: Layout) -> WeekJob:
@@ -4005,15 +3834,10 @@ def plan_snapshot(settings: Settings, now: dt.datetime, layout: Layout) -> WeekJ
     return WeekJob(files.week, range_query(0, files.week.end_ms, running), False, files, (), files, running, True)
 
 
-def image_key(container: dict) -> tuple:
-    """The image a container runs, as (imageId, imageSha): what it has of them, blank when missing."""
-    return tuple(value if type(value) is str and value != "null" else "" for value in
-                 (container.get("imageId"), container.get("imageSha")))
-
-
 def running_images(path: str):
     """What a snapshot's JSON holds: ({image: Counter(qid -> containers running it with that QID)}, its
-    containers, its findings (container x QID)); one that is not a list of objects raises ValueError."""
+    containers, its findings (container x QID)); one that is not a list of objects raises ValueError. An image
+    is (imageId, imageSha) as the container has them, blank when missing."""
     images, containers, findings = {}, 0, 0
     for container in read_report(path):
         if not isinstance(container, dict):
@@ -4021,7 +3845,9 @@ def running_images(path: str):
         vulns = container.get("vulnerabilities")
         qids = {qid_key(vuln.get("qid")) for vuln in (vulns if isinstance(vulns, list) else ())
                 if isinstance(vuln, dict)} - {None}
-        images.setdefault(image_key(container), collections.Counter()).update(qids)
+        image = tuple(value if type(value) is str and value != "null" else "" for value in
+                      (container.get("imageId"), container.get("imageSha")))
+        images.setdefault(image, collections.Counter()).update(qids)
         containers, findings = containers + 1, findings + len(qids)
     return images, containers, findings
 
@@ -4176,16 +4002,12 @@ def export(settings: Settings, session, clock, progress, secrets, layout: Layout
     if stale:
         log.info("Removed %s left by an earlier run", plural(stale, "temp file"))
     jobs, done, snapshot = plan_export(settings, started, layout, summary)  # 2. plan
-    throughput = Throughput(clock, settings.workers, settings.policy.max_rate_limit_wait_seconds, stop)
     client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
-                           stop=stop, throughput=throughput)
-    learner, changes = make_learners(settings, client, layout, clock, stop, settings.snapshot)  # 3. columns
-    flattener = make_flattener(settings.csv_columns, knowledge_getters((learner or changes).catalog)
-                               if learner or changes else None)
+                           stop=stop)
     workbook_columns = settings.csv_columns if settings.xlsx else None
-    exporter = Exporter(settings=settings, client=client, throughput=throughput, layout=layout, flattener=flattener,
-                        progress=progress, stop=stop, run_started=started, learner=learner)
-    try:
+    with learners(settings, client, layout, clock, stop, settings.snapshot) as (learner, changes, flattener):  # 3.
+        exporter = Exporter(settings=settings, client=client, layout=layout, flattener=flattener, progress=progress,
+                            stop=stop, run_started=started, learner=learner)
         heal_done_weeks(done, layout, flattener, workbook_columns, summary, learner)  # 4. missing files of done weeks
         progress.weeks_total = len(jobs)
         try:  # 5. fetch and publish, week by week, then the snapshot
@@ -4196,9 +4018,6 @@ def export(settings: Settings, session, clock, progress, secrets, layout: Layout
         if snapshot is not None:  # 7. what runs now, and what changed since the last snapshot
             summary.snapshot = take_snapshot(snapshot, exporter.results.get(jobs.index(snapshot)) if snapshot in jobs
                                              else None, flattener, workbook_columns, changes, layout.temp)
-    finally:
-        if learner or changes:
-            (learner or changes).save()
 
 
 def plan_export(settings: Settings, started: dt.datetime, layout: Layout, summary: Summary) -> tuple:
@@ -4254,12 +4073,8 @@ def tally(summary: Summary, jobs, results) -> None:
     """Count what became of the weeks the run set out to fetch."""
     words = {Ending.FAILED: "failed", Ending.NOT_STARTED: "skipped", Ending.DONE: "fetched"}
     for order, job in enumerate(jobs):
-        result = results.get(order)
-        if job.snapshot:
-            continue
-        if result is None:
-            summary.count(job.week.label, "unfinished")
-        else:
+        result = results.get(order, WeekResult(job.week, Ending.UNFINISHED))  # none: the run stopped before it
+        if not job.snapshot:
             summary.count(job.week.label, words.get(result.ending, "unfinished"), result.containers, result.rows)
 
 
@@ -4271,24 +4086,21 @@ def rebuild(settings: Settings, session, clock, progress, secrets, layout: Layou
     stop = Stop()
     client = GatewayClient(settings=settings, session=session, clock=clock, progress=progress, secrets=secrets,
                            stop=stop) if settings.calls_gateway() else None
-    learner, changes = make_learners(settings, client, layout, clock, stop, os.path.isdir(layout.snapshots))
-    flattener = make_flattener(settings.csv_columns, knowledge_getters((learner or changes).catalog)
-                               if learner or changes else None)
+    snapshots = os.path.isdir(layout.snapshots)
     try:
-        for name in sorted(os.listdir(layout.reports)):
-            parsed = parse_report_name(name, settings.local_time)
-            if parsed and parsed.extension == "json":
-                files = WeekFiles.of(layout, parsed.week, parsed.fingerprint, parsed.partial)
-                rebuild_one(settings, layout, files, flattener, summary, learner)
-        for name in sorted(os.listdir(layout.snapshots)) if changes else ():
-            parsed = parse_snapshot_name(name)
-            if parsed:
-                files = snapshot_files(layout, *parsed)
-                rebuild_one(settings, layout, files, flattener, summary, learner, changes)
+        with learners(settings, client, layout, clock, stop, snapshots) as (learner, changes, flattener):
+            for name in sorted(os.listdir(layout.reports)):
+                parsed = parse_report_name(name, settings.local_time)
+                if parsed and parsed[3] == "json":
+                    files = WeekFiles.of(layout, *parsed[:3])
+                    rebuild_one(settings, layout, files, flattener, summary, learner)
+            for name in sorted(os.listdir(layout.snapshots)) if changes else ():
+                parsed = parse_snapshot_name(name)
+                if parsed:
+                    files = snapshot_files(layout, *parsed)
+                    rebuild_one(settings, layout, files, flattener, summary, learner, changes)
     finally:
         clean_temp(layout.staging)
-        if learner or changes:
-            (learner or changes).save()
 
 
 def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener, summary: Summary, learner,
@@ -4299,7 +4111,9 @@ def rebuild_one(settings: Settings, layout: Layout, files: WeekFiles, flattener,
     try:
         if learner is not None:  # first: a QID the catalog does not know fails the week, unless learned
             learner.learn_json(files.json, files.week.label)
-        containers, rows = rebuild_files(files, layout.temp, flattener, settings.csv_columns if settings.xlsx else None)
+        containers, rows = write_derived(files, files.json, ("csv", "xlsx"), flattener=flattener,
+                                         temp_folder=layout.temp,
+                                         workbook_columns=settings.csv_columns if settings.xlsx else None)
         if changes is not None:
             write_changes(files, changes, layout.temp)
     except STOPS_THE_RUN:
@@ -4435,12 +4249,9 @@ def metrics_text(results: dict, last_success: float) -> str:
             ("last_run_containers", "Containers the last export fetched.", [("", results["containers"])]),
             ("last_run_csv_rows", "CSV rows the last export wrote.", [("", results["rows"])])) + results["snapshot"]:
         lines += [f"# HELP {METRICS_PREFIX}{name} {help_text}", f"# TYPE {METRICS_PREFIX}{name} gauge"]
-        lines += [f"{METRICS_PREFIX}{name}{labels} {metric_value(value)}" for labels, value in samples]
+        lines += [f"{METRICS_PREFIX}{name}{labels} {value if isinstance(value, int) else f'{value:.3f}'}"
+                  for labels, value in samples]
     return "\n".join(lines) + "\n"
-
-
-def metric_value(value) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 def run_results(outcome, code: int, ended: dt.datetime, duration: float) -> dict:
@@ -4500,7 +4311,8 @@ class Pinger:
         self.url, self.session, self.clock, self.redact = url, session, clock, secrets.redact
         parts = urlsplit(url)
         self.shown = f"{parts.scheme}://{parts.netloc}/***"
-        for secret in [url, parts.path.strip("/"), parts.query] + secret_pieces(parts.path):
+        for secret in [url, parts.path.strip("/"), parts.query] + list(filter(SECRET_LOOKING.match,
+                                                                              parts.path.split("/"))):
             secrets.remember(secret)
         self.watch, self._started = RequestWatch(), None
 
@@ -4704,27 +4516,24 @@ odd records (none fails its week): any uuid (told apart by type), deep nesting, 
 
 errors: (the README has a table of messages and what to do)
   A week that cannot be fetched whole is never written: the others go on, the run exits 1,
-  and the next run fetches it again. 401/403 move to the next token source (none left: exit
-  3); a 429 waits as the gateway says (at most 15 minutes a time, an hour in all); 5xx,
-  resets, timeouts and bodies that are not JSON (a 200 without data too) are retried, 6
-  attempts; a redirect is never followed. --read_timeout bounds a whole answer on every
-  route, and an answer past 256 MiB is dropped. A gateway that never answered and is
-  unreachable stops the run in a few lines (exit 1). A damaged final JSON is kept aside as
-  <name>.damaged and its week fetched again. Files move into place whole, the JSON last, so
-  a crash or a signal (SIGINT, SIGTERM, SIGHUP) leaves no half file; a second run on the same
-  folder stops at once. An unexpected error is one line; its traceback is in the log.
+  and the next run fetches it again. A refused token moves to the next source (none left:
+  exit 3); a 429 waits as the gateway says (15 minutes a time, an hour in all at most); 5xx,
+  timeouts and bodies that are not pages are retried, 6 attempts; a redirect is never
+  followed; an answer past 256 MiB is dropped. A gateway that is unreachable stops the run
+  at once (exit 1). A damaged final JSON is kept aside as <name>.damaged and fetched again.
+  Files move into place whole, the JSON last: a crash or a signal leaves no half file. A
+  second run on the same folder stops at once. An unexpected error is one line (the log
+  file has its traceback).
 
 monitoring (the cron and systemd recipes and the alerts are in the README):
-  --metrics_file PATH   after every export, gauges for node_exporter's textfile collector,
-                        written whole, mode 0644: weeklycontainerreport_last_run_end_time_seconds,
-                        _last_run_duration_seconds, _last_run_exit_code, _last_success_time_seconds
-                        (0: never), _last_run_week_results{result=fetched|skipped|failed|unfinished},
-                        _last_run_containers, _last_run_csv_rows; with --snapshot
-                        _snapshot_running_containers, _snapshot_findings{severity=1..5|unknown},
-                        _snapshot_changes{change=new|resolved,severity=...}
+  --metrics_file PATH   after every export, gauges for node_exporter's textfile collector
+                        (mode 0644): weeklycontainerreport_last_run_{end_time_seconds,
+                        duration_seconds, exit_code, week_results{result}, containers, csv_rows},
+                        _last_success_time_seconds (0: never); with --snapshot _snapshot_{
+                        running_containers, findings{severity}, changes{change,severity}}
   --ping_url URL        (or QUALYS_PING_URL) URL/start when an export starts, URL/<exit code>
-                        with the summary line when it ends, as healthchecks.io expects; a
-                        ping never changes the exit code nor holds the end more than 25 s
+                        and the summary when it ends (healthchecks.io); never changes the exit
+                        code, nor holds the end more than 25 s
   --keep_logs N         keep the N newest run logs (this run's among them)
   A --rebuild_csv run, and a run refused by another's lock, leave both alone.
 exit codes:

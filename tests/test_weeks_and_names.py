@@ -50,8 +50,8 @@ def test_a_week_that_ended_less_than_a_day_ago_is_still_open():
 
 def test_the_query_stops_one_millisecond_before_the_next_week_because_qql_ranges_are_inclusive():
     week = wcr.make_week(dt.date(2025, 9, 27), dt.date(2025, 10, 4), False)
-    assert wcr.week_query(week, "") == "created:[1758931200000 ... 1759535999999]"
-    assert wcr.week_query(week, "state:RUNNING or state:STOPPED") == (
+    assert wcr.range_query(week.start_ms, week.end_ms, "") == "created:[1758931200000 ... 1759535999999]"
+    assert wcr.range_query(week.start_ms, week.end_ms, "state:RUNNING or state:STOPPED") == (
         "created:[1758931200000 ... 1759535999999] and (state:RUNNING or state:STOPPED)")
 
 
