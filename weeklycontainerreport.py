@@ -7,8 +7,8 @@
 
 Every week becomes weekly_reports/<start>_<end>.json (empty weeks too) and, when it
 has containers, weekly_csv_reports/<start>_<end>.csv (and with --xlsx a workbook in
-weekly_xlsx_reports/). Weeks already exported are skipped without an API call. The
-gateway may also come from QUALYS_GATEWAY. Run with --help for the whole manual.
+weekly_xlsx_reports/); --snapshot adds what runs now, and what changed, in snapshots/.
+Weeks already exported are skipped without an API call. --help is the whole manual.
 Exit codes: 0 done, 1 some weeks failed or the gateway cannot be reached, 2 usage
 error, 3 authentication failed, 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM,
 129 SIGHUP).
@@ -105,9 +105,9 @@ EXIT_SIGNAL_BASE = 128  # stopped by signal N: 128 + N (130 Ctrl-C, 143 SIGTERM,
 # What each exit code means, for --help and the README (a test keeps the README's table the same).
 EXIT_MEANINGS = (
     (EXIT_OK, "every week done or skipped"),
-    (EXIT_WEEKS_FAILED, "one or more weeks failed (the others are kept; the next run retries them), the "
-                        "gateway cannot be reached, or another run is using the output folder"),
-    (EXIT_USAGE, "usage or input error"),
+    (EXIT_WEEKS_FAILED, "one or more weeks or the snapshot failed (the others are kept; the next run retries "
+                        "them), the gateway cannot be reached, or another run is using the output folder"),
+    (EXIT_USAGE, "usage or input error, or a folder or file the run needs cannot be written"),
     (EXIT_AUTH, "authentication failed (no token accepted, the login was refused, or vulnerability details were "
                 "refused)"),
     (EXIT_SIGNAL_BASE + 2, "interrupted (Ctrl-C, SIGINT)"),
