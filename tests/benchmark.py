@@ -17,6 +17,11 @@
 4. Peak RSS of the exporting process itself (its own VmHWM), for a week of 3,000 and of
    12,000 large containers, and for --workers 1, 4 and 8 on the big one.
 5. CPU of an unsliced export / a bare json.loads of the same pages, timed in a clean child.
+6. A snapshot of 20,000 running containers (of 40,000, created over the last 90 days; 300
+   images, each container with its image's QIDs), 0.2 s a page, 120 calls / 6 s: wall / ideal
+   for --snapshot_only with the QIDs known (and for the first, which learns them from details),
+   and the comparison with the day before, in a clean child: its CPU / a bare json.loads of the two snapshots, and its peak RSS
+   for 5,000 and 20,000 running containers (flat: it holds image x QID pairs, not containers).
 
 Repetitions give medians. Not collected by pytest (its name does not start with test_);
 never a timed assertion.
@@ -31,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway, Fault
+from fake_gateway import DEMO_TOKEN, SCRIPT, FakeGateway, Fault, make_vulnerabilities
 
 FIRST_DAY = dt.date(2025, 9, 1)
 MiB = 1024 * 1024
@@ -75,10 +80,27 @@ LOADS_PROBE = (
 )
 
 
+# A clean child compares two snapshots as the script does after taking one (no file written): its CPU
+# time and its own peak RSS.
+COMPARE_PROBE = (
+    "import os, sys, time, types, datetime as dt\n"
+    "sys.path.insert(0, os.path.dirname(sys.argv[1]))\n"
+    "import weeklycontainerreport as script\n"
+    "layout = script.Layout(sys.argv[2])\n"
+    "files = script.snapshot_files(layout, dt.date.fromisoformat(sys.argv[3]), '')\n"
+    "learner = types.SimpleNamespace(catalog=script.QidCatalog(os.path.join(sys.argv[2], script.CATALOG_NAME)))\n"
+    "started = time.process_time()\n"
+    "result = script.write_changes(files, learner, layout.temp, write=False)\n"
+    "cpu = time.process_time() - started\n"
+    "peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')]\n"
+    "print(cpu, int(peak[0]) * 1024, result.running, result.since)\n"
+)
+
+
 def run_exporter(url, folder, first_day, end_day, *extra):
     """Run the exporter as a child; return (exit code, wall seconds, CPU seconds, peak RSS bytes)."""
-    command = [sys.executable, "-c", PEAK_PROBE, SCRIPT, url, "--start_date", first_day.isoformat(),
-               "--end_date", end_day.isoformat(), "--output_dir", folder, *extra]
+    dates = ["--start_date", first_day.isoformat(), "--end_date", end_day.isoformat()] if first_day else []
+    command = [sys.executable, "-c", PEAK_PROBE, SCRIPT, url, *dates, "--output_dir", folder, *extra]
     started = time.monotonic()
     child = subprocess.Popen(command, env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN, BENCHMARK_PATCH=";".join(PATCHES)),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -264,10 +286,67 @@ def memory_and_cpu(repetitions: int, sizes) -> None:
               f"{results[(sizes[1], 'defaults')] / results[(sizes[0], 'defaults')]:.2f}x")
 
 
+def snapshot_gateway(running: int, images: int = 300) -> FakeGateway:
+    """About twice `running` containers created over the last 90 days (about half RUNNING), sharing `images`
+    images; a container has its image's QIDs, as containers of one image do."""
+    gateway = FakeGateway(vulns_per_container=4, software_per_vuln=1)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    gateway.generate(2 * running, today - dt.timedelta(days=90), today)
+    for record in gateway.records:
+        image = record.index % images
+        record.core.update(imageId=f"{image:012x}", imageSha=f"{image:064x}")
+        record.vulnerabilities = make_vulnerabilities(gateway.seed, image, record.created_ms, 4, 1)
+        record.index = -1  # served with the image's vulnerabilities
+    gateway.latency_seconds, gateway.rate_limit = 0.2, (120, 6.0)
+    gateway.render()
+    return gateway
+
+
+def snapshot(repetitions: int, sizes) -> None:
+    today = dt.datetime.now(dt.timezone.utc).date()
+    print(f"6. A snapshot: {sizes[-1]} of {2 * sizes[-1]} containers running, 300 images, 0.2 s a page, "
+          "120 calls / 6 s")
+    peaks = {}
+    for running in sizes:
+        with snapshot_gateway(running) as gateway, tempfile.TemporaryDirectory() as folder:
+            pages = math.ceil(sum(record.core["state"] == "RUNNING" for record in gateway.records) / 250)
+            ideal = pages / (120 / 6.0)
+            out = os.path.join(folder, "out")
+            _, cold, _, _ = run_exporter(gateway.url, out, None, None, "--snapshot_only")  # it learns the QIDs too
+            time.sleep(gateway.rate_limit[1])
+            runs = []
+            for _ in range(repetitions if running == sizes[-1] else 1):  # a daily run: the QIDs known
+                subprocess.run(["rm", "-rf", os.path.join(out, "snapshots")])
+                calls = len(gateway.list_calls())
+                code, wall, _, _ = run_exporter(gateway.url, out, None, None, "--snapshot_only")
+                runs.append((wall, len(gateway.list_calls()) - calls))
+                time.sleep(gateway.rate_limit[1])
+            wall, calls = statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs)
+            taken = os.path.join(out, "snapshots", f"{today}.json")
+            os.replace(taken, os.path.join(out, "snapshots", f"{today - dt.timedelta(days=1)}.json"))
+            code, _, _, _ = run_exporter(gateway.url, out, None, None, "--snapshot_only")  # today's, compared
+            cpu, peak, found, since = subprocess.run(
+                [sys.executable, "-c", COMPARE_PROBE, SCRIPT, out, today.isoformat()], capture_output=True,
+                text=True, check=True).stdout.split()
+            both = os.path.join(folder, "both.bin")
+            with open(both, "wb") as stream:
+                for day in (today, today - dt.timedelta(days=1)):
+                    body = open(os.path.join(out, "snapshots", f"{day}.json"), "rb").read()
+                    stream.write(len(body).to_bytes(8, "big") + body)
+            loads = float(subprocess.run([sys.executable, "-c", LOADS_PROBE, both], capture_output=True, text=True,
+                                         check=True).stdout)
+        peaks[running] = int(peak)
+        print(f"   {found} running ({pages} pages): exit {code}, wall / ideal = {wall / ideal:.2f}x "
+              f"(the first, learning its QIDs: {cold / ideal:.2f}x), {calls:.0f} list calls; the comparison with {since}: CPU / json.loads = {float(cpu) / loads:.2f}x "
+              f"({float(cpu):.2f}s), peak RSS {int(peak) / MiB:.0f} MiB", flush=True)
+    if len(sizes) == 2:
+        print(f"   comparison RSS ratio {sizes[1]} / {sizes[0]} running = {peaks[sizes[1]] / peaks[sizes[0]]:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one repetition and smaller weeks")
-    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), help="run one part (4 is RSS and CPU)")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4, 6), help="run one part (4 is RSS and CPU)")
     parser.add_argument("--repetitions", type=int, default=0, help="repetitions of each timed run")
     parser.add_argument("--lag", choices=("realistic", "tight"), action="append",
                         help="the lag of the open week's updated behind created (default: both, realistic first)")
@@ -284,6 +363,7 @@ def main() -> int:
         2: lambda: backfill(repetitions),
         3: small_weeks,
         4: lambda: memory_and_cpu(1 if args.quick else 2, (1000, 4000) if args.quick else (3000, 12000)),
+        6: lambda: snapshot(repetitions, (1250, 5000) if args.quick else (5000, 20000)),
     }
     for number, part in parts.items():
         if args.only in (None, number):
