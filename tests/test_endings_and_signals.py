@@ -105,14 +105,19 @@ def test_once_the_gateway_has_answered_an_outage_fails_weeks_not_the_run(run, ga
 # --- Stopped from outside: the same as Ctrl-C -----------------------------------------------
 
 
+def start_three_weeks(gateway, tmp_path, latency: float, preexec_fn):
+    """An export of three weeks, one page at a time, started as a process the test can signal."""
+    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
+    gateway.latency_seconds = latency
+    return subprocess.Popen([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
+                             "--workers", "1", "--slices", "1", "--output_dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn,
+                            env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_like_ctrl_c_keeping_finished_weeks(signum, code, gateway, tmp_path):
-    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
-    gateway.latency_seconds = 0.08
-    process = subprocess.Popen([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
-                                "--workers", "1", "--slices", "1", "--output_dir", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=reset_sigint,
-                               env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
+    process = start_three_weeks(gateway, tmp_path, 0.08, reset_sigint)
     deadline = time.monotonic() + 20
     while not files(tmp_path / "weekly_reports") and time.monotonic() < deadline:  # a week is done by then
         time.sleep(0.02)
@@ -177,12 +182,7 @@ def ignore_sighup():
 
 @pytest.mark.timeout(60)
 def test_a_signal_the_process_was_told_to_ignore_stays_ignored(gateway, tmp_path):
-    gateway.generate(1200, dt.date(2025, 9, 1), dt.date(2025, 9, 22))
-    gateway.latency_seconds = 0.05
-    process = subprocess.Popen([sys.executable, SCRIPT, gateway.url, *week_range("2025-09-01", "2025-09-22"),
-                                "--workers", "1", "--slices", "1", "--output_dir", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ignore_sighup,
-                               env=dict(os.environ, QUALYS_TOKEN=DEMO_TOKEN))
+    process = start_three_weeks(gateway, tmp_path, 0.05, ignore_sighup)
     deadline = time.monotonic() + 20
     while len(gateway.list_calls()) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
