@@ -2130,7 +2130,7 @@ class GatewayClient:
     def _gave_up(self, trouble: TransientError, attempts: int) -> ReportError:
         if trouble.unreachable and not self.answered:
             return GatewayUnreachable(trouble.unreachable)
-        return WeekFailed(f"{trouble} (gave up after {plural(attempts, 'attempt')})")
+        return WeekFailed(str(GaveUp(trouble, attempts)))
 
     @contextlib.contextmanager
     def _fatal_stops_the_run(self):
@@ -4340,7 +4340,7 @@ class Pinger:
         try:
             url = urlunsplit(urlsplit(self.url)._replace(path=f"{urlsplit(self.url).path}/{suffix}"))
             retried(functools.partial(self._once, url, body), what, PING_POLICY,
-                    rng=random.Random(), wait=self.clock.sleep, give_up=lambda exc, attempts: GaveUp(exc, attempts))
+                    rng=random.Random(), wait=self.clock.sleep)
         except GaveUp as failure:
             log.warning("%s failed (%s, %s); the run's outcome stands", what, failure.trouble,
                         plural(failure.attempts, "attempt"))

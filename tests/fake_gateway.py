@@ -417,7 +417,7 @@ class FakeGateway(Served):
         self._by_created = (None, [], [])  # (version and size of the store, records by created, their times)
         self._call_times = []
         self._details_times = []
-        self._by_sha = (0, {})  # (store size, sha -> record): details find their container at once
+        self._by_sha = (None, {})  # (the store it indexes, sha -> record): details find their container at once
 
     # -- the store ------------------------------------------------------------------
 
@@ -662,9 +662,10 @@ class FakeGateway(Served):
                 "X-RateLimit-Limit": str(calls), "X-RateLimit-Window-Sec": f"{window:g}",
                 "X-RateLimit-Remaining": "0", "X-RateLimit-ToWait-Sec": "1"})
             return
-        with self.lock:  # an index by sha, made again when the store grew
-            if self._by_sha[0] != len(self.records):
-                self._by_sha = (len(self.records), {record.core.get("sha"): record for record in reversed(self.records)})
+        with self.lock:  # an index by sha, made again when the store changed size or its last record
+            store = (len(self.records), id(self.records[-1]) if self.records else None)
+            if self._by_sha[0] != store:
+                self._by_sha = (store, {record.core.get("sha"): record for record in reversed(self.records)})
             record = self._by_sha[1].get(sha)
         if record is None:
             send_json(handler, 404, {"errorCode": "404 NOT_FOUND", "message": f"Container {sha} not found"}, headers)
